@@ -1,0 +1,132 @@
+// Command tailship is the log-shipping agent's CLI: run, check and version.
+// It is the only place that calls os.Exit. Exit codes: 0 ok, 1 config error,
+// 2 runtime failure.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+
+	"github.com/tailship/tailship/agent"
+	_ "github.com/tailship/tailship/inputs/file"
+	_ "github.com/tailship/tailship/outputs/file"
+	_ "github.com/tailship/tailship/outputs/stdout"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+const (
+	exitOK      = 0
+	exitConfig  = 1
+	exitRuntime = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: tailship <command> [--config FILE]
+
+commands:
+  run      ship logs until SIGINT/SIGTERM, then drain and exit
+  check    validate the config and exit (0 valid, 1 invalid)
+  version  print the version
+
+--config defaults to ./tailship.toml, then /etc/tailship/tailship.toml
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitConfig
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "tailship %s\n", version)
+		return exitOK
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	case "run", "check":
+	default:
+		fmt.Fprintf(stderr, "tailship: unknown command %q\n\n%s", cmd, usage)
+		return exitConfig
+	}
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file")
+	if err := fs.Parse(rest); err != nil {
+		return exitConfig
+	}
+	if *path == "" {
+		*path = defaultConfigPath()
+	}
+	cfg, err := agent.LoadFile(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitConfig
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	if cmd == "check" {
+		fmt.Fprintf(stdout, "%s: ok (%d inputs, %d outputs)\n", *path, len(cfg.Inputs), len(cfg.Outputs))
+		return exitOK
+	}
+	return runAgent(cfg, stderr)
+}
+
+func defaultConfigPath() string {
+	for _, p := range []string{"tailship.toml", "/etc/tailship/tailship.toml"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return "tailship.toml"
+}
+
+func runAgent(cfg *agent.Config, stderr io.Writer) int {
+	log, err := agent.NewLogger(cfg.Agent)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitConfig
+	}
+	defer log.Sync()
+	a, err := agent.New(cfg, log)
+	if err != nil {
+		log.Error("cannot start", zap.Error(err))
+		return exitRuntime
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	go func() {
+		for s := range sigs {
+			if s == syscall.SIGHUP {
+				// Reload arrives with the operations work; until then SIGHUP
+				// must not kill the agent (its default action).
+				log.Warn("SIGHUP received; live reload is not available in this version, config unchanged")
+				continue
+			}
+			log.Info("signal received; stopping", zap.String("signal", s.String()))
+			stop()
+		}
+	}()
+	if err := a.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("tailship failed", zap.Error(err))
+		return exitRuntime
+	}
+	return exitOK
+}

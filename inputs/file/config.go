@@ -1,0 +1,103 @@
+package file
+
+import (
+	"errors"
+	"path/filepath"
+	"time"
+
+	"github.com/bmatcuk/doublestar/v4"
+
+	"github.com/tailship/tailship/config"
+	"github.com/tailship/tailship/pipeline"
+)
+
+// Config is [inputs.NAME] with type = "file".
+type Config struct {
+	pipeline.InputSettings
+	Include      []string        `toml:"include"`
+	Exclude      []string        `toml:"exclude"`
+	StartAt      string          `toml:"start_at"` // beginning | end, for files without a checkpoint
+	Parser       string          `toml:"parser"`
+	ScanInterval config.Duration `toml:"scan_interval"`
+	PollInterval config.Duration `toml:"poll_interval"`
+	// CloseRemoved is how long a file that was renamed away or deleted is
+	// kept open at its end, for writers that still append to the old name.
+	CloseRemoved config.Duration `toml:"close_removed_after"`
+}
+
+func init() {
+	pipeline.RegisterInput("file", func() pipeline.InputConfig { return defaults() })
+}
+
+func defaults() *Config {
+	return &Config{
+		InputSettings: pipeline.DefaultInputSettings(),
+		StartAt:       "beginning",
+		Parser:        "none",
+		ScanInterval:  config.Dur(10 * time.Second),
+		PollInterval:  config.Dur(250 * time.Millisecond),
+		CloseRemoved:  config.Dur(5 * time.Second),
+	}
+}
+
+// Validate checks the file input's own keys.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.Include) == 0 {
+		errs = append(errs, config.Errorf("include", "at least one glob is required"))
+	}
+	for _, p := range c.Include {
+		if !doublestar.ValidatePattern(filepath.ToSlash(p)) {
+			errs = append(errs, config.Errorf("include", "invalid glob %q", p))
+		}
+	}
+	for _, p := range c.Exclude {
+		if !doublestar.ValidatePattern(filepath.ToSlash(p)) {
+			errs = append(errs, config.Errorf("exclude", "invalid glob %q", p))
+		}
+	}
+	switch c.StartAt {
+	case "beginning", "end":
+	default:
+		errs = append(errs, config.Errorf("start_at", "must be \"beginning\" or \"end\", got %q", c.StartAt))
+	}
+	switch c.Parser {
+	case "none", "":
+	default:
+		errs = append(errs, config.Errorf("parser", "unknown parser %q (this version supports \"none\")", c.Parser))
+	}
+	if c.ScanInterval.D() < 10*time.Millisecond {
+		errs = append(errs, config.Errorf("scan_interval", "must be at least 10ms"))
+	}
+	if c.PollInterval.D() < time.Millisecond {
+		errs = append(errs, config.Errorf("poll_interval", "must be at least 1ms"))
+	}
+	return errors.Join(errs...)
+}
+
+// Build implements pipeline.InputConfig.
+func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Input, error) {
+	abs := func(ps []string) ([]string, error) {
+		out := make([]string, len(ps))
+		for i, p := range ps {
+			a, err := filepath.Abs(p)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = filepath.ToSlash(a)
+		}
+		return out, nil
+	}
+	inc, err := abs(c.Include)
+	if err != nil {
+		return nil, err
+	}
+	exc, err := abs(c.Exclude)
+	if err != nil {
+		return nil, err
+	}
+	if bc.Checkpoints == nil {
+		return nil, errors.New("file input needs a checkpoint store")
+	}
+	return &Input{cfg: *c, name: bc.Name, include: inc, exclude: exc, store: bc.Checkpoints, log: bc.Logger, stats: bc.Stats}, nil
+}

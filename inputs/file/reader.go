@@ -1,0 +1,324 @@
+package file
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"hash/fnv"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/tailship/tailship/checkpoint"
+	"github.com/tailship/tailship/pipeline"
+)
+
+const (
+	// chunkBytes is how much one read takes at most: large enough that the
+	// per-chunk costs (a syscall, a channel send, an ack) vanish per line,
+	// small enough that many files in flight stay within the memory budget.
+	chunkBytes = 256 << 10
+	// fpBytes is how much of a file's head identifies it.
+	fpBytes = 1024
+)
+
+// fingerprint is a hash of a file's first n bytes (n < fpBytes while the
+// file is shorter than that, so a small file is readable at once).
+type fingerprint struct {
+	n    int
+	hash uint64
+}
+
+func headFingerprint(f *os.File, n int) (fingerprint, error) {
+	buf := make([]byte, n)
+	m, err := f.ReadAt(buf, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fingerprint{}, err
+	}
+	h := fnv.New64a()
+	h.Write(buf[:m])
+	return fingerprint{n: m, hash: h.Sum64()}, nil
+}
+
+// reader follows one file (one identity) from its checkpoint to its end,
+// and keeps following it while it may still grow.
+type reader struct {
+	in         *Input
+	id         fileID
+	startAtEnd bool
+	log        *zap.Logger
+
+	mu   sync.Mutex // guards what commit callbacks read: path, fp, gen
+	path string
+	fp   fingerprint
+	gen  int // bumped when the file is truncated: late acks of the old content are ignored
+
+	f        *os.File
+	off      int64  // next byte to read
+	carry    []byte // the unterminated tail of the last read (at most max_line_bytes)
+	skipping bool   // discarding the rest of a line longer than max_line_bytes
+	src      *pipeline.Source
+	lastData time.Time
+}
+
+func newReader(in *Input, id fileID, path string, startAtEnd bool) *reader {
+	return &reader{in: in, id: id, path: path, startAtEnd: startAtEnd && in.cfg.StartAt == "end",
+		log: in.log.With(zap.String("input", in.name), zap.String("path", path))}
+}
+
+func (r *reader) setPath(p string) {
+	r.mu.Lock()
+	r.path = p
+	r.mu.Unlock()
+}
+
+func (r *reader) currentPath() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.path
+}
+
+func (r *reader) run(ctx context.Context, em pipeline.Emitter) {
+	f, err := os.Open(r.currentPath())
+	if err != nil {
+		r.log.Warn("cannot open file", zap.Error(err))
+		return
+	}
+	r.f = f
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		r.log.Warn("cannot stat file", zap.Error(err))
+		return
+	}
+	if id, ok := statID(fi); !ok || id != r.id {
+		return // replaced between the scan and the open; the next scan sees the new one
+	}
+	if err := r.resume(fi.Size()); err != nil {
+		r.log.Warn("cannot read file head", zap.Error(err))
+		return
+	}
+	r.newSource(em)
+	r.lastData = time.Now()
+	for ctx.Err() == nil {
+		progressed, err := r.readOnce(ctx, em)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("read failed", zap.Error(err))
+			}
+			break
+		}
+		if progressed {
+			continue
+		}
+		if r.idle() {
+			break
+		}
+		sleep(ctx, r.in.cfg.PollInterval.D())
+	}
+	r.waitAcked(ctx)
+}
+
+// resume positions the reader from its checkpoint, if that checkpoint is for
+// this content, else at the start (or the end for start_at = "end" files
+// present at startup).
+func (r *reader) resume(size int64) error {
+	fp, err := headFingerprint(r.f, int(min(size, fpBytes)))
+	if err != nil {
+		return err
+	}
+	r.fp = fp
+	key := r.in.key(r.id)
+	e, ok := r.in.store.Get(key)
+	switch {
+	case ok && r.sameContent(e, size):
+		r.off = e.Offset
+	case ok:
+		r.log.Info("file identity reused by new content; reading from the start")
+		r.off = 0
+	case r.startAtEnd:
+		r.off = r.alignEnd(size)
+		r.in.store.Set(key, checkpoint.Entry{Offset: r.off, Path: r.path, Fingerprint: fp.hash, FPLen: fp.n})
+	default:
+		r.off = 0
+	}
+	return nil
+}
+
+// sameContent reports whether checkpoint e describes this file's content:
+// its fingerprint still matches the head and it does not point past the end.
+func (r *reader) sameContent(e checkpoint.Entry, size int64) bool {
+	if e.Offset > size || int64(e.FPLen) > size {
+		return false
+	}
+	if e.FPLen == r.fp.n {
+		return e.Fingerprint == r.fp.hash
+	}
+	fp, err := headFingerprint(r.f, e.FPLen)
+	return err == nil && fp.hash == e.Fingerprint
+}
+
+// alignEnd returns the offset just past the last newline before size, so
+// start_at = "end" never starts in the middle of a line.
+func (r *reader) alignEnd(size int64) int64 {
+	const back = 64 << 10
+	from := max(0, size-back)
+	buf := make([]byte, size-from)
+	n, _ := r.f.ReadAt(buf, from)
+	if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+		return from + int64(i) + 1
+	}
+	return from
+}
+
+func (r *reader) newSource(em pipeline.Emitter) {
+	r.mu.Lock()
+	r.gen++
+	gen := r.gen
+	r.mu.Unlock()
+	r.src = em.NewSource(r.currentPath(), func(off int64) { r.commit(gen, off) })
+}
+
+// commit runs on an output's goroutine when a prefix of this file is
+// acknowledged everywhere.
+func (r *reader) commit(gen int, off int64) {
+	r.mu.Lock()
+	if gen != r.gen {
+		r.mu.Unlock()
+		return
+	}
+	e := checkpoint.Entry{Offset: off, Path: r.path, Fingerprint: r.fp.hash, FPLen: r.fp.n}
+	r.mu.Unlock()
+	r.in.store.Set(r.in.key(r.id), e)
+}
+
+// readOnce reads what is there (up to one chunk) and emits its complete
+// lines. It reports whether it read anything.
+func (r *reader) readOnce(ctx context.Context, em pipeline.Emitter) (bool, error) {
+	fi, err := r.f.Stat()
+	if err != nil {
+		return false, err
+	}
+	size := fi.Size()
+	if size < r.off {
+		r.truncated(em, size)
+		return true, nil
+	}
+	if size == r.off {
+		return false, nil
+	}
+	if r.fp.n < fpBytes && size > int64(r.fp.n) {
+		r.refreshFingerprint(size)
+	}
+	maxLine := int(r.in.cfg.MaxLineBytes)
+	want := len(r.carry) + int(min(size-r.off, chunkBytes))
+	c, err := em.NewChunk(ctx, r.src, want)
+	if err != nil {
+		return false, err
+	}
+	buf := append(c.Buf, r.carry...)
+	n, err := r.f.ReadAt(buf[len(buf):cap(buf)], r.off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		em.Release(c)
+		return false, err
+	}
+	if n == 0 {
+		em.Release(c)
+		return false, nil
+	}
+	r.off += int64(n)
+	r.lastData = time.Now()
+	data := buf[:len(buf)+n]
+	if r.skipping {
+		fresh := data[len(r.carry):]
+		i := bytes.IndexByte(fresh, '\n')
+		if i < 0 {
+			em.Release(c) // still inside the over-long line: drop what was read
+			return true, nil
+		}
+		// The over-long line ends here: keep its first max_line_bytes, then
+		// whatever follows its newline.
+		keep := len(r.carry)
+		data = append(data[:keep], fresh[i:]...)
+		r.skipping = false
+		c.Truncated++
+	}
+	last := bytes.LastIndexByte(data, '\n')
+	if last < 0 {
+		if len(data) >= maxLine {
+			r.carry = append(r.carry[:0], data[:maxLine]...)
+			r.skipping = true
+		} else {
+			r.carry = append(r.carry[:0], data...)
+		}
+		em.Release(c)
+		return true, nil
+	}
+	tail := data[last+1:]
+	r.carry = append(r.carry[:0], tail...)
+	c.Buf = data[:last+1]
+	c.End = r.off - int64(len(tail))
+	if err := em.Emit(ctx, c); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func (r *reader) refreshFingerprint(size int64) {
+	fp, err := headFingerprint(r.f, int(min(size, fpBytes)))
+	if err != nil {
+		return
+	}
+	r.mu.Lock()
+	r.fp = fp
+	r.mu.Unlock()
+}
+
+// truncated restarts the file from its start after a copytruncate; chunks of
+// the old content still in flight no longer move the checkpoint.
+func (r *reader) truncated(em pipeline.Emitter, size int64) {
+	r.log.Info("file truncated; reading from the start", zap.Int64("old_offset", r.off), zap.Int64("size", size))
+	r.off, r.carry, r.skipping = 0, r.carry[:0], false
+	r.refreshFingerprint(size)
+	r.newSource(em)
+	r.in.store.Set(r.in.key(r.id), checkpoint.Entry{Offset: 0, Path: r.currentPath(), Fingerprint: r.fp.hash, FPLen: r.fp.n})
+}
+
+// idle reports, at the end of the file, whether the reader should stop: the
+// file was renamed away from the globs or deleted and has not grown for
+// close_removed_after.
+func (r *reader) idle() bool {
+	if time.Since(r.lastData) < r.in.cfg.CloseRemoved.D() {
+		return false
+	}
+	fi, err := os.Stat(r.currentPath())
+	if err == nil {
+		if id, ok := statID(fi); ok && id == r.id {
+			return false
+		}
+	}
+	// The path no longer leads to this file. A rename within the globs is
+	// picked up by the scan (setPath); give it one scan to do so.
+	return time.Since(r.lastData) >= r.in.cfg.CloseRemoved.D()+r.in.cfg.ScanInterval.D()
+}
+
+// waitAcked holds the reader (and so its identity's slot) until its chunks
+// are acknowledged, so that a new reader of the same file cannot start from
+// a checkpoint that is about to move.
+func (r *reader) waitAcked(ctx context.Context) {
+	for r.src != nil && r.src.InFlight() > 0 && ctx.Err() == nil {
+		sleep(ctx, 10*time.Millisecond)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,5 @@
+package pipeline
+
+import "bytes"
+
+func indexNL(b []byte) int { return bytes.IndexByte(b, '\n') }

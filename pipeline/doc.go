@@ -1,0 +1,11 @@
+// Package pipeline is the shared vocabulary and the engine between inputs and
+// outputs: chunks and events, the Input/Output/Processor seams and their
+// registry, the worker pool that parses chunks in parallel, the per-source
+// reorder step that keeps file order, the fan-out to each output's bounded
+// queue, the batcher and retry loop that drive an output, and the ordered
+// acknowledgements that turn delivered chunks into committed offsets.
+//
+// Data flows one way: an input emits chunks, the pool processes them, the
+// outputs deliver them. Acknowledgements flow back through Source.commit, a
+// callback the input supplied, so this package imports no input or output.
+package pipeline

@@ -1,0 +1,78 @@
+package pipeline
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// Field is one key/value of a structured event. Values are the Go types a
+// JSON encoder understands: string, []byte (encoded as a string), bool, int64,
+// float64, nil, or nested []Field.
+type Field struct {
+	Key   string
+	Value any
+}
+
+// Event is one line (or one multiline record) and what parsing made of it.
+// Raw points into the chunk's buffer; it is valid until the chunk is released.
+type Event struct {
+	Raw    []byte
+	Fields []Field // per-event fields from parsing and processors; nil on the raw path
+	Drop   bool    // set by a processor that filtered the event out on purpose
+}
+
+// Chunk is the unit that crosses goroutines: many consecutive lines of one
+// source sharing one buffer. Channel operations, allocations and
+// acknowledgements happen per chunk, never per line.
+type Chunk struct {
+	Source *Source
+	Seq    uint64 // per-source sequence number, from Source.Next
+	// Buf holds complete lines, each ending in '\n' (the last one may lack
+	// it when the source is not line-based).
+	Buf []byte
+	// End is the source offset just past the last byte this chunk covers;
+	// it becomes the committed offset once the chunk is acknowledged.
+	End int64
+	// Truncated counts lines the reader already cut to max_line_bytes.
+	Truncated int
+
+	Events []Event // filled by the worker pool
+
+	pending atomic.Int32 // outputs that still hold the chunk
+	budget  *Budget
+	charged int64
+}
+
+// bytes returns the chunk's weight for queue and budget accounting.
+func (c *Chunk) bytes() int { return len(c.Buf) }
+
+// done marks the chunk finished by one output (delivered, rejected and
+// counted, or dropped by policy). The last one acknowledges it to its source
+// and returns its memory.
+func (c *Chunk) done() {
+	if c.pending.Add(-1) == 0 {
+		c.finish()
+	}
+}
+
+func (c *Chunk) finish() {
+	c.Source.ack(c.Seq, c.End)
+	c.release()
+}
+
+var eventPool = sync.Pool{New: func() any { s := make([]Event, 0, 1024); return &s }}
+
+func (c *Chunk) release() {
+	if c.budget != nil {
+		c.budget.Release(c.charged)
+		c.budget, c.charged = nil, 0
+	}
+	putBuf(c.Buf)
+	c.Buf = nil
+	if cap(c.Events) > 0 && cap(c.Events) <= 64*1024 {
+		ev := c.Events[:0]
+		clear(ev[:cap(ev)])
+		eventPool.Put(&ev)
+	}
+	c.Events = nil
+}

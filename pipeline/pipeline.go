@@ -1,0 +1,202 @@
+package pipeline
+
+import (
+	"context"
+	"runtime"
+	"sync"
+)
+
+// Options configure a Pipeline.
+type Options struct {
+	Workers     int   // parse workers; 0 = GOMAXPROCS
+	MemoryLimit int64 // budget for chunk buffers; 0 = unlimited
+	Stats       *Stats
+}
+
+// Pipeline owns the worker pool. Inputs emit into a Stream (one per input);
+// workers split and process chunks and hand them, in source order, to the
+// runners of the outputs the input is routed to.
+type Pipeline struct {
+	workers int
+	in      chan *Chunk
+	budget  *Budget
+	stats   *Stats
+	wg      sync.WaitGroup
+	abort   context.Context // ends only on a forced stop
+}
+
+// New returns a pipeline; Start launches its workers.
+func New(o Options) *Pipeline {
+	w := o.Workers
+	if w <= 0 {
+		w = runtime.GOMAXPROCS(0)
+	}
+	st := o.Stats
+	if st == nil {
+		st = &Stats{}
+	}
+	return &Pipeline{
+		workers: w,
+		in:      make(chan *Chunk, 2*w),
+		budget:  NewBudget(o.MemoryLimit),
+		stats:   st,
+	}
+}
+
+// Budget returns the memory budget shared by all inputs.
+func (p *Pipeline) Budget() *Budget { return p.budget }
+
+// Start launches the workers. Cancelling abort makes blocked hand-offs to
+// output queues give up (a forced stop: what was not delivered is not
+// acknowledged and will be read again after restart).
+func (p *Pipeline) Start(abort context.Context) {
+	p.abort = abort
+	for range p.workers {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			for c := range p.in {
+				p.process(c)
+			}
+		}()
+	}
+}
+
+// Drain is called once every input has returned: the workers finish what
+// was emitted and exit. The output runners are closed by their owner after.
+func (p *Pipeline) Drain() {
+	close(p.in)
+	p.wg.Wait()
+}
+
+// Stream is the per-input face of the pipeline: it knows the input's
+// processing and the runners its chunks fan out to. It implements Emitter.
+type Stream struct {
+	p       *Pipeline
+	Input   string
+	maxLine int
+	procs   []Processor
+	routes  []*Runner
+	fields  []Field
+}
+
+// NewStream wires an input to its processors and outputs. fields are static
+// fields added to every event of the input.
+func (p *Pipeline) NewStream(input string, maxLine int, fields []Field, procs []Processor, routes []*Runner) *Stream {
+	return &Stream{p: p, Input: input, maxLine: maxLine, fields: fields, procs: procs, routes: routes}
+}
+
+// NewSource implements Emitter.
+func (s *Stream) NewSource(name string, commit func(offset int64)) *Source {
+	return &Source{Name: name, Fields: s.fields, stream: s, commit: commit}
+}
+
+// NewChunk implements Emitter.
+func (s *Stream) NewChunk(ctx context.Context, src *Source, size int) (*Chunk, error) {
+	n := int64(BufClass(size))
+	if err := s.p.budget.Acquire(ctx, n); err != nil {
+		return nil, err
+	}
+	return &Chunk{Source: src, Buf: GetBuf(size), budget: s.p.budget, charged: n}, nil
+}
+
+// Emit implements Emitter.
+func (s *Stream) Emit(ctx context.Context, c *Chunk) error {
+	src := c.Source
+	c.Seq = src.next
+	src.next++
+	src.inflight.Add(1)
+	select {
+	case s.p.in <- c:
+		return nil
+	case <-ctx.Done():
+		src.inflight.Add(-1)
+		c.release()
+		return ctx.Err()
+	}
+}
+
+// Release implements Emitter.
+func (s *Stream) Release(c *Chunk) { c.release() }
+
+// process runs on a worker: split lines, apply processors, then reorder.
+func (p *Pipeline) process(c *Chunk) {
+	s := c.Source.stream
+	p.split(c, s.maxLine)
+	lines := len(c.Events)
+	p.stats.InputLines.Add(int64(lines))
+	p.stats.InputBytes.Add(int64(len(c.Buf)))
+	if len(s.procs) > 0 {
+		for i := range c.Events {
+			ev := &c.Events[i]
+			for _, pr := range s.procs {
+				keep, err := pr.Process(ev)
+				if err != nil || !keep {
+					// A processor error keeps the event as it is; a
+					// processor reports its own parse failures as fields.
+					ev.Drop = !keep && err == nil
+					if ev.Drop {
+						break
+					}
+				}
+			}
+		}
+	}
+	c.Source.reorder(c, s.fanOut)
+}
+
+// split cuts the chunk buffer into events; one slice per chunk, none per line.
+func (p *Pipeline) split(c *Chunk, maxLine int) {
+	buf := c.Buf
+	n := 0
+	for i := 0; i < len(buf); {
+		j := indexNL(buf[i:])
+		n++
+		if j < 0 {
+			break
+		}
+		i += j + 1
+	}
+	evp := eventPool.Get().(*[]Event)
+	evs := *evp
+	if cap(evs) < n {
+		evs = make([]Event, 0, n)
+	}
+	evs = evs[:n]
+	k, truncated := 0, 0
+	for i := 0; i < len(buf); k++ {
+		j := indexNL(buf[i:])
+		end := len(buf)
+		next := end
+		if j >= 0 {
+			end, next = i+j, i+j+1
+		}
+		line := buf[i:end]
+		if maxLine > 0 && len(line) > maxLine {
+			line = line[:maxLine]
+			truncated++
+		}
+		evs[k] = Event{Raw: line}
+		i = next
+	}
+	c.Events = evs
+	if t := truncated + c.Truncated; t > 0 {
+		p.stats.LinesTruncated.Add(int64(t))
+	}
+}
+
+// fanOut hands a chunk, in source order, to every routed output. The chunk
+// is acknowledged when the last of them is done with it.
+func (s *Stream) fanOut(c *Chunk) {
+	if len(s.routes) == 0 {
+		c.finish()
+		return
+	}
+	// Hold one reference while pushing so a fast output cannot finish the
+	// chunk before the others have it.
+	c.pending.Store(int32(len(s.routes)) + 1)
+	for _, r := range s.routes {
+		r.push(s.p.abort, c)
+	}
+	c.done()
+}

@@ -1,0 +1,117 @@
+package pipeline
+
+import (
+	"errors"
+	"time"
+
+	"github.com/tailship/tailship/config"
+)
+
+// InputSettings are the keys every input table has. Plugin config structs
+// embed it so the keys sit flat in [inputs.NAME].
+type InputSettings struct {
+	Type         string         `toml:"type"`
+	Fields       map[string]any `toml:"fields"`
+	MaxLineBytes config.Size    `toml:"max_line_bytes"`
+}
+
+// DefaultInputSettings returns the defaults for the common input keys.
+func DefaultInputSettings() InputSettings {
+	return InputSettings{MaxLineBytes: 1 << 20}
+}
+
+// Common returns the settings; promoted to plugin configs that embed them.
+func (s *InputSettings) Common() *InputSettings { return s }
+
+// Validate checks the common input keys.
+func (s *InputSettings) Validate() error {
+	var errs []error
+	if s.MaxLineBytes < 16 {
+		errs = append(errs, config.Errorf("max_line_bytes", "must be at least 16 bytes, got %d", int64(s.MaxLineBytes)))
+	}
+	for k, v := range s.Fields {
+		switch v.(type) {
+		case string, bool, int64, float64:
+		default:
+			errs = append(errs, config.Errorf("fields."+k, "must be a string, number or boolean"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// BatchConfig closes a batch on whichever limit comes first.
+type BatchConfig struct {
+	MaxEvents int             `toml:"max_events"`
+	MaxBytes  config.Size     `toml:"max_bytes"`
+	Timeout   config.Duration `toml:"timeout"`
+}
+
+// QueueConfig bounds an output's queue.
+type QueueConfig struct {
+	MaxEvents int         `toml:"max_events"`
+	MaxBytes  config.Size `toml:"max_bytes"`
+	WhenFull  string      `toml:"when_full"` // block | drop_newest
+}
+
+// RetryConfig shapes the backoff between attempts of a failed batch.
+type RetryConfig struct {
+	Initial    config.Duration `toml:"initial"`
+	Max        config.Duration `toml:"max"`
+	MaxElapsed config.Duration `toml:"max_elapsed"` // 0 retries forever
+}
+
+// OutputSettings are the keys every output table has.
+type OutputSettings struct {
+	Type   string      `toml:"type"`
+	Inputs []string    `toml:"inputs"`
+	Batch  BatchConfig `toml:"batch"`
+	Queue  QueueConfig `toml:"queue"`
+	Retry  RetryConfig `toml:"retry"`
+}
+
+// DefaultOutputSettings returns the defaults for the common output keys.
+func DefaultOutputSettings() OutputSettings {
+	return OutputSettings{
+		Batch: BatchConfig{MaxEvents: 5000, MaxBytes: 1 << 20, Timeout: config.Dur(time.Second)},
+		Queue: QueueConfig{MaxEvents: 20000, MaxBytes: 8 << 20, WhenFull: "block"},
+		Retry: RetryConfig{Initial: config.Dur(100 * time.Millisecond), Max: config.Dur(30 * time.Second)},
+	}
+}
+
+// Common returns the settings; promoted to plugin configs that embed them.
+func (s *OutputSettings) Common() *OutputSettings { return s }
+
+// Validate checks the common output keys.
+func (s *OutputSettings) Validate() error {
+	var errs []error
+	if len(s.Inputs) == 0 {
+		errs = append(errs, config.Errorf("inputs", "an output needs at least one input to read"))
+	}
+	if s.Batch.MaxEvents < 1 {
+		errs = append(errs, config.Errorf("batch.max_events", "must be at least 1"))
+	}
+	if s.Batch.MaxBytes < 1 {
+		errs = append(errs, config.Errorf("batch.max_bytes", "must be at least 1 byte"))
+	}
+	if s.Batch.Timeout.D() <= 0 {
+		errs = append(errs, config.Errorf("batch.timeout", "must be above 0"))
+	}
+	if s.Queue.MaxEvents < 1 {
+		errs = append(errs, config.Errorf("queue.max_events", "must be at least 1"))
+	}
+	if s.Queue.MaxBytes < 1 {
+		errs = append(errs, config.Errorf("queue.max_bytes", "must be at least 1 byte"))
+	}
+	switch s.Queue.WhenFull {
+	case "block", "drop_newest":
+	default:
+		errs = append(errs, config.Errorf("queue.when_full", "must be \"block\" or \"drop_newest\", got %q", s.Queue.WhenFull))
+	}
+	if s.Retry.Initial.D() <= 0 {
+		errs = append(errs, config.Errorf("retry.initial", "must be above 0"))
+	}
+	if s.Retry.Max.D() < s.Retry.Initial.D() {
+		errs = append(errs, config.Errorf("retry.max", "must not be below retry.initial"))
+	}
+	return errors.Join(errs...)
+}

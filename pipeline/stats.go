@@ -1,0 +1,66 @@
+package pipeline
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+)
+
+// Stats are the agent-wide counters the pipeline and plugins update. They are
+// plain atomics so the hot path pays one add per chunk; the API layer exposes
+// them.
+type Stats struct {
+	InputLines     atomic.Int64
+	InputBytes     atomic.Int64
+	LinesTruncated atomic.Int64
+
+	mu      sync.Mutex
+	dropped map[string]*atomic.Int64
+}
+
+// Dropped returns the counter of events lost for reason (queue_full,
+// rejected, truncated, ...), creating it on first use.
+func (s *Stats) Dropped(reason string) *atomic.Int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dropped == nil {
+		s.dropped = make(map[string]*atomic.Int64)
+	}
+	c, ok := s.dropped[reason]
+	if !ok {
+		c = new(atomic.Int64)
+		s.dropped[reason] = c
+	}
+	return c
+}
+
+// DroppedByReason returns a snapshot of every drop counter.
+func (s *Stats) DroppedByReason() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int64, len(s.dropped))
+	for k, v := range s.dropped {
+		out[k] = v.Load()
+	}
+	return out
+}
+
+// OutputStats count what one output did with its events.
+type OutputStats struct {
+	Delivered        atomic.Int64 // events acknowledged by the receiver
+	Batches          atomic.Int64 // batches delivered
+	Rejected         atomic.Int64 // events rejected permanently
+	Dropped          atomic.Int64 // events dropped by when_full = "drop_newest"
+	Retries          atomic.Int64 // failed attempts that were retried
+	Failures         atomic.Int64 // failed attempts, retried or not
+	ConsecutiveFails atomic.Int64
+}
+
+func sortedReasons(m map[string]int64) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
