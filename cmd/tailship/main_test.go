@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestExampleConfigChecks(t *testing.T) {
+	// The example must validate as shipped; check creates its data_dir, so
+	// run it from a copy of the repository root's files in a temp dir.
+	dir := t.TempDir()
+	data, err := os.ReadFile("../../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "config.example.toml")
+	os.WriteFile(path, data, 0o644)
+	wd, _ := os.Getwd()
+	defer os.Chdir(wd)
+	os.Chdir(dir)
+	code, out, errOut := runCLI("check", "--config", path)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "ok (1 inputs, 2 outputs)") {
+		t.Errorf("stdout = %q", out)
+	}
+}
+
+func TestCheckReportsFileLineKey(t *testing.T) {
+	dir := t.TempDir()
+	cases := map[string]struct{ doc, want string }{
+		"misspelled key": {
+			"[agent]\ndata_dir = \"" + dir + "\"\n[inputs.a]\ntype = \"file\"\ninclude = [\"/x/*.log\"]\nstart_att = \"end\"\n",
+			"bad.toml:6: inputs.a.start_att: unknown key"},
+		"wrong type": {
+			"[agent]\ndata_dir = \"" + dir + "\"\nworkers = \"four\"\n",
+			"bad.toml:3: agent.workers:"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, "bad.toml")
+			os.WriteFile(path, []byte(tc.doc), 0o644)
+			code, _, errOut := runCLI("check", "--config", path)
+			if code != exitConfig {
+				t.Fatalf("exit %d, want %d", code, exitConfig)
+			}
+			if !strings.Contains(errOut, tc.want) {
+				t.Errorf("stderr %q does not contain %q", errOut, tc.want)
+			}
+		})
+	}
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	if code, out, _ := runCLI("version"); code != 0 || !strings.HasPrefix(out, "tailship ") {
+		t.Errorf("version: %d %q", code, out)
+	}
+	if code, _, _ := runCLI("frobnicate"); code != exitConfig {
+		t.Errorf("unknown command exit %d", code)
+	}
+	if code, _, errOut := runCLI("check", "--config", "/nonexistent/tailship.toml"); code != exitConfig || !strings.Contains(errOut, "/nonexistent/tailship.toml") {
+		t.Errorf("missing file: %d %q", code, errOut)
+	}
+}
