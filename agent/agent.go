@@ -71,14 +71,21 @@ func New(cfg *Config, log *zap.Logger) (*Agent, error) {
 	a.pipe = pipeline.New(pipeline.Options{Workers: cfg.Agent.Workers, MemoryLimit: int64(cfg.Agent.MemoryLimit), Stats: a.stats})
 
 	routes := map[string][]*pipeline.Runner{}
+	var built []pipeline.Output
+	closeBuilt := func() {
+		for _, o := range built {
+			_ = o.Close(context.Background())
+		}
+	}
 	for _, name := range sortedKeys(cfg.Outputs) {
 		oc := cfg.Outputs[name]
 		bc := pipeline.BuildContext{Name: name, Logger: log.With(zap.String("output", name)), DataDir: cfg.Agent.DataDir, Checkpoints: store, Stats: a.stats}
 		out, err := oc.Build(bc)
 		if err != nil {
-			a.closeOutputs()
+			closeBuilt()
 			return nil, fmt.Errorf("output %s: %w", name, err)
 		}
+		built = append(built, out)
 		r := pipeline.NewRunner(name, out, *oc.Common(), bc.Logger, a.stats)
 		a.runners = append(a.runners, r)
 		for _, in := range oc.Common().Inputs {
@@ -90,7 +97,7 @@ func New(cfg *Config, log *zap.Logger) (*Agent, error) {
 		bc := pipeline.BuildContext{Name: name, Logger: log.With(zap.String("input", name)), DataDir: cfg.Agent.DataDir, Checkpoints: store, Stats: a.stats}
 		in, err := ic.Build(bc)
 		if err != nil {
-			a.closeOutputs()
+			closeBuilt()
 			return nil, fmt.Errorf("input %s: %w", name, err)
 		}
 		common := ic.Common()
@@ -98,12 +105,6 @@ func New(cfg *Config, log *zap.Logger) (*Agent, error) {
 		a.inputs = append(a.inputs, namedInput{name, in, st})
 	}
 	return a, nil
-}
-
-func (a *Agent) closeOutputs() {
-	for _, r := range a.runners {
-		_ = r.Stop(context.Background())
-	}
 }
 
 // staticFields turns [inputs.NAME] fields into a sorted field list, built
@@ -201,7 +202,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		select {
 		case <-drained:
 		case <-time.After(5 * time.Second):
-			a.log.Error("outputs did not stop after abort")
+			a.log.Error("workers did not stop after abort")
+		}
+		// Aborted runners end their write and close their output.
+		closeCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		for _, r := range a.runners {
+			if err := r.Stop(closeCtx); err != nil {
+				a.log.Error("output did not close", zap.String("output", r.Name), zap.Error(err))
+			}
 		}
 	}
 	stopFlush()

@@ -15,11 +15,23 @@ type Budget struct {
 	limit int64
 	used  int64
 	wake  chan struct{} // closed and replaced whenever memory is returned
+	// starve is closed while a reader waits for memory, so that outputs
+	// holding part-filled batches flush them instead of waiting for their
+	// timeout while nothing new can be read.
+	starve   chan struct{}
+	starving bool
+}
+
+// Starved returns a channel that is closed while some reader waits.
+func (b *Budget) Starved() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.starve
 }
 
 // NewBudget returns a budget of limit bytes; limit <= 0 means unlimited.
 func NewBudget(limit int64) *Budget {
-	return &Budget{limit: limit, wake: make(chan struct{})}
+	return &Budget{limit: limit, wake: make(chan struct{}), starve: make(chan struct{})}
 }
 
 // Acquire blocks until n bytes fit, or ctx ends. A request is always granted
@@ -33,6 +45,10 @@ func (b *Budget) Acquire(ctx context.Context, n int64) error {
 			return nil
 		}
 		wake := b.wake
+		if !b.starving {
+			b.starving = true
+			close(b.starve)
+		}
 		b.mu.Unlock()
 		select {
 		case <-wake:
@@ -48,6 +64,10 @@ func (b *Budget) Release(n int64) {
 	b.used -= n
 	close(b.wake)
 	b.wake = make(chan struct{})
+	if b.starving {
+		b.starving = false
+		b.starve = make(chan struct{})
+	}
 	b.mu.Unlock()
 }
 

@@ -83,6 +83,9 @@ type Stream struct {
 // NewStream wires an input to its processors and outputs. fields are static
 // fields added to every event of the input.
 func (p *Pipeline) NewStream(input string, maxLine int, fields []Field, procs []Processor, routes []*Runner) *Stream {
+	for _, r := range routes {
+		r.budget.Store(p.budget)
+	}
 	return &Stream{p: p, Input: input, maxLine: maxLine, fields: fields, procs: procs, routes: routes}
 }
 

@@ -73,8 +73,9 @@ func (q *Queue) Push(ctx context.Context, c *Chunk) (dropped bool, err error) {
 }
 
 // Pop returns the oldest chunk. It waits until one arrives, the deadline
-// channel fires (nil, false), or the queue is closed and empty (nil, true).
-func (q *Queue) Pop(ctx context.Context, deadline <-chan time.Time) (c *Chunk, closed bool) {
+// channel fires or the starved channel is closed (nil, false), or the queue
+// is closed and empty (nil, true).
+func (q *Queue) Pop(ctx context.Context, deadline <-chan time.Time, starved <-chan struct{}) (c *Chunk, closed bool) {
 	q.mu.Lock()
 	for q.len() == 0 {
 		if q.closed {
@@ -86,6 +87,8 @@ func (q *Queue) Pop(ctx context.Context, deadline <-chan time.Time) (c *Chunk, c
 		select {
 		case <-wait:
 		case <-deadline:
+			return nil, false
+		case <-starved:
 			return nil, false
 		case <-ctx.Done():
 			return nil, true

@@ -36,7 +36,7 @@ func mustPush(t *testing.T, q *Queue, c *Chunk) {
 
 func mustPop(t *testing.T, q *Queue) *Chunk {
 	t.Helper()
-	c, closed := q.Pop(context.Background(), nil)
+	c, closed := q.Pop(context.Background(), nil, nil)
 	if c == nil || closed {
 		t.Fatalf("Pop = %v, %v; want a chunk", c, closed)
 	}
@@ -142,7 +142,7 @@ func TestQueueOversizeChunkIntoEmptyQueue(t *testing.T) {
 func TestQueuePopDeadline(t *testing.T) {
 	q := NewQueue(10, 100, false)
 	start := time.Now()
-	c, closed := q.Pop(context.Background(), time.After(20*time.Millisecond))
+	c, closed := q.Pop(context.Background(), time.After(20*time.Millisecond), nil)
 	if c != nil || closed {
 		t.Fatalf("Pop = %v, %v; want nil, false on deadline", c, closed)
 	}
@@ -154,7 +154,7 @@ func TestQueuePopDeadline(t *testing.T) {
 	fired <- time.Now()
 	want := chunkOf(1, 1)
 	mustPush(t, q, want)
-	if c, closed := q.Pop(context.Background(), fired); c != want || closed {
+	if c, closed := q.Pop(context.Background(), fired, nil); c != want || closed {
 		t.Fatalf("Pop = %v, %v; want the queued chunk", c, closed)
 	}
 }
@@ -167,12 +167,12 @@ func TestQueueCloseDrains(t *testing.T) {
 	}
 	q.Close()
 	for i, want := range in {
-		c, closed := q.Pop(context.Background(), nil)
+		c, closed := q.Pop(context.Background(), nil, nil)
 		if c != want || closed {
 			t.Fatalf("Pop %d after Close = %v, %v; want chunk %d", i, c, closed, i)
 		}
 	}
-	c, closed := q.Pop(context.Background(), nil)
+	c, closed := q.Pop(context.Background(), nil, nil)
 	if c != nil || !closed {
 		t.Fatalf("Pop of a closed, empty queue = %v, %v; want nil, true", c, closed)
 	}
@@ -187,7 +187,7 @@ func TestQueueCloseWakesPop(t *testing.T) {
 	}
 	res := make(chan popResult, 1)
 	go func() {
-		c, closed := q.Pop(context.Background(), nil)
+		c, closed := q.Pop(context.Background(), nil, nil)
 		res <- popResult{c, closed}
 	}()
 	stays(t, res, "Pop of an empty queue")
@@ -216,7 +216,7 @@ func TestQueueContextCancel(t *testing.T) {
 	ctx, cancel = context.WithCancel(context.Background())
 	done := make(chan bool, 1)
 	go func() {
-		c, closed := q.Pop(ctx, nil)
+		c, closed := q.Pop(ctx, nil, nil)
 		done <- c == nil && closed
 	}()
 	stays(t, done, "Pop of an empty queue")
@@ -293,7 +293,7 @@ func TestQueueConcurrent(t *testing.T) {
 		if e, b := q.Depth(); e > 16 || b > 64 {
 			t.Fatalf("depth %d events, %d bytes beyond the bounds", e, b)
 		}
-		c, closed := q.Pop(context.Background(), nil)
+		c, closed := q.Pop(context.Background(), nil, nil)
 		if closed {
 			break
 		}

@@ -2,8 +2,9 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -21,7 +22,10 @@ type Runner struct {
 	stats *Stats
 	Out   OutputStats
 
-	done chan struct{}
+	budget    atomic.Pointer[Budget] // the memory budget of the streams that feed it
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error // set before done is closed
 }
 
 // NewRunner wraps an output with its queue and batching.
@@ -68,26 +72,32 @@ func countLive(c *Chunk) int {
 }
 
 // Start runs the batch loop until the queue is closed and drained (Stop), or
-// abort ends (a forced stop: undelivered chunks stay unacknowledged).
+// abort ends (a forced stop: undelivered chunks stay unacknowledged). When
+// the loop ends, the runner closes the output: only then is no Write running.
 func (r *Runner) Start(abort context.Context) {
 	go func() {
 		defer close(r.done)
 		r.loop(abort)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := r.out.Close(ctx); err != nil {
+			r.log.Error("closing output failed", zap.String("output", r.Name), zap.Error(err))
+			r.closeErr = err
+		}
 	}()
 }
 
 // Stop closes the queue and waits until every queued event has been
-// delivered (or abort, given to Start, ended), then closes the output.
+// delivered and the output closed, or ctx ends. After ctx ends, the caller
+// can cancel the abort context given to Start and call Stop again.
 func (r *Runner) Stop(ctx context.Context) error {
-	r.q.Close()
+	r.closeOnce.Do(r.q.Close)
 	select {
 	case <-r.done:
+		return r.closeErr
 	case <-ctx.Done():
-		// Still close the output so what it has written is synced; the
-		// undelivered rest stays unacknowledged.
-		return errors.Join(ctx.Err(), r.out.Close(context.Background()))
+		return ctx.Err()
 	}
-	return r.out.Close(ctx)
 }
 
 func (r *Runner) loop(ctx context.Context) {
@@ -105,7 +115,13 @@ func (r *Runner) loop(ctx context.Context) {
 	}
 	maxEvents, maxBytes := r.set.Batch.MaxEvents, int(r.set.Batch.MaxBytes)
 	for {
-		c, closed := r.q.Pop(ctx, deadline)
+		var starved <-chan struct{}
+		if deadline != nil {
+			if bud := r.budget.Load(); bud != nil {
+				starved = bud.Starved()
+			}
+		}
+		c, closed := r.q.Pop(ctx, deadline, starved)
 		if c == nil {
 			if ctx.Err() != nil {
 				return

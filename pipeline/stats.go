@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"sort"
 	"sync"
 	"sync/atomic"
 )
@@ -14,8 +13,26 @@ type Stats struct {
 	InputBytes     atomic.Int64
 	LinesTruncated atomic.Int64
 
-	mu      sync.Mutex
-	dropped map[string]*atomic.Int64
+	mu        sync.Mutex
+	dropped   map[string]*atomic.Int64
+	lostBytes map[string]*atomic.Int64
+}
+
+// LostBytes returns the counter of input bytes given up before they became
+// lines, for reason (truncated: cut by a copytruncate before they were read;
+// deleted: a removed file held open longer than max_hold).
+func (s *Stats) LostBytes(reason string) *atomic.Int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lostBytes == nil {
+		s.lostBytes = make(map[string]*atomic.Int64)
+	}
+	c, ok := s.lostBytes[reason]
+	if !ok {
+		c = new(atomic.Int64)
+		s.lostBytes[reason] = c
+	}
+	return c
 }
 
 // Dropped returns the counter of events lost for reason (queue_full,
@@ -54,13 +71,4 @@ type OutputStats struct {
 	Retries          atomic.Int64 // failed attempts that were retried
 	Failures         atomic.Int64 // failed attempts, retried or not
 	ConsecutiveFails atomic.Int64
-}
-
-func sortedReasons(m map[string]int64) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

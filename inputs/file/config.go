@@ -23,6 +23,10 @@ type Config struct {
 	// CloseRemoved is how long a file that was renamed away or deleted is
 	// kept open at its end, for writers that still append to the old name.
 	CloseRemoved config.Duration `toml:"close_removed_after"`
+	// MaxHold bounds how long a deleted file with unread data is kept open
+	// (its disk space is not freed while it is); the rest is given up and
+	// counted.
+	MaxHold config.Duration `toml:"max_hold"`
 }
 
 func init() {
@@ -37,6 +41,7 @@ func defaults() *Config {
 		ScanInterval:  config.Dur(10 * time.Second),
 		PollInterval:  config.Dur(250 * time.Millisecond),
 		CloseRemoved:  config.Dur(5 * time.Second),
+		MaxHold:       config.Dur(5 * time.Minute),
 	}
 }
 
@@ -71,6 +76,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PollInterval.D() < time.Millisecond {
 		errs = append(errs, config.Errorf("poll_interval", "must be at least 1ms"))
+	}
+	if c.MaxHold.D() <= 0 {
+		errs = append(errs, config.Errorf("max_hold", "must be above 0"))
 	}
 	return errors.Join(errs...)
 }

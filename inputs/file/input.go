@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/bmatcuk/doublestar/v4"
+	"github.com/fsnotify/fsnotify"
 	"go.uber.org/zap"
 
 	"github.com/tailship/tailship/checkpoint"
@@ -38,7 +39,15 @@ type Input struct {
 	mu      sync.Mutex
 	readers map[fileID]*reader
 	wg      sync.WaitGroup
-	first   bool // the first scan: start_at applies only to files found then
+	first   bool          // the first scan: start_at applies only to files found then
+	rescan  chan struct{} // readers ask for a scan when their file disappears
+}
+
+func (in *Input) requestScan() {
+	select {
+	case in.rescan <- struct{}{}:
+	default:
+	}
 }
 
 type fileID struct{ dev, ino uint64 }
@@ -63,17 +72,60 @@ func (in *Input) Run(ctx context.Context, em pipeline.Emitter) error {
 		in.stats = &pipeline.Stats{}
 	}
 	in.readers = make(map[fileID]*reader)
+	in.rescan = make(chan struct{}, 1)
 	in.first = true
 	defer in.wg.Wait()
+	wa := newWatcher(in.include, in.log)
+	defer wa.close()
 	t := time.NewTicker(in.cfg.ScanInterval.D())
 	defer t.Stop()
+	// A burst of create/rename events (a rotation) asks for one scan soon,
+	// not one scan per event.
+	var soon <-chan time.Time
 	for {
+		wa.sync()
 		in.scan(ctx, em)
 		in.first = false
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
+		soon = nil
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				break wait
+			case <-soon:
+				break wait
+			case <-in.rescan:
+				break wait
+			case ev := <-wa.events():
+				if ev.Has(fsnotify.Write) && !ev.Has(fsnotify.Create) {
+					in.wake(ev.Name)
+					continue
+				}
+				if soon == nil {
+					soon = time.After(20 * time.Millisecond)
+				}
+			case err := <-wa.errors():
+				// Typically an inotify queue overflow: events were lost,
+				// so look at everything again.
+				in.log.Debug("file event error; rescanning", zap.Error(err))
+				if soon == nil {
+					soon = time.After(20 * time.Millisecond)
+				}
+			}
+		}
+	}
+}
+
+// wake tells the reader of path that the file changed, so it reads now
+// instead of at its next poll.
+func (in *Input) wake(path string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, r := range in.readers {
+		if r.currentPath() == path {
+			r.wakeUp()
 		}
 	}
 }
@@ -125,21 +177,51 @@ func (in *Input) scan(ctx context.Context, em pipeline.Emitter) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	for id, path := range found {
-		if r, ok := in.readers[id]; ok {
-			r.setPath(path)
+		r, tracked := in.readers[id]
+		if tracked && !r.gone.Load() && r.currentPath() == path {
 			continue
 		}
-		r := newReader(in, id, path, in.first)
-		in.readers[id] = r
-		in.wg.Add(1)
-		go func() {
-			defer in.wg.Done()
-			r.run(ctx, em)
-			in.mu.Lock()
-			delete(in.readers, id)
-			in.mu.Unlock()
-		}()
+		// Open now, not in the reader: in a rotation storm a file may be
+		// renamed or deleted milliseconds after it appears, and an open
+		// handle keeps it readable to its end.
+		f, err := os.Open(path)
+		if err != nil {
+			continue
+		}
+		fi, err := f.Stat()
+		if now, ok := statID(fi); err != nil || !ok || now != id {
+			f.Close()
+			in.requestScan() // replaced since the glob ran
+			continue
+		}
+		if tracked && !r.gone.Load() {
+			if r.sameHead(f) || !r.unlinked() {
+				r.setPath(path) // renamed, e.g. app.log -> app.log.1
+				f.Close()
+				continue
+			}
+			// Same inode, other content: the old file was deleted and its
+			// inode reused. The old reader finishes its handle on its own.
+			r.markGone()
+		}
+		in.start(ctx, em, id, path, f)
 	}
+}
+
+func (in *Input) start(ctx context.Context, em pipeline.Emitter, id fileID, path string, f *os.File) {
+	r := newReader(in, id, path, in.first)
+	r.f = f
+	in.readers[id] = r
+	in.wg.Add(1)
+	go func() {
+		defer in.wg.Done()
+		r.run(ctx, em, f)
+		in.mu.Lock()
+		if in.readers[id] == r {
+			delete(in.readers, id)
+		}
+		in.mu.Unlock()
+	}()
 }
 
 func (in *Input) key(id fileID) string { return in.name + "/" + id.String() }

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -62,10 +64,81 @@ type reader struct {
 	skipping bool   // discarding the rest of a line longer than max_line_bytes
 	src      *pipeline.Source
 	lastData time.Time
+	wake     chan struct{} // a file event for this file; buffered, one pending is enough
+	lastSize int64         // size at the last stat: what a truncation may have cut
+	deleted  time.Time     // when the file was first seen unlinked
+	headBuf  []byte
+	// gone is set once the file is seen deleted: its inode may be reused by
+	// a new file, which then gets its own reader, so this one stops writing
+	// checkpoints under the shared identity.
+	gone atomic.Bool
+}
+
+func (r *reader) markGone() {
+	if !r.gone.Swap(true) {
+		r.in.requestScan()
+	}
+}
+
+var errGaveUp = errors.New("deleted file held for max_hold; unread rest given up")
+
+// nlink returns the file's link count (0 once it is deleted).
+func nlink(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Nlink)
+	}
+	return 1
+}
+
+// deletedTooLong reports whether the file was deleted more than max_hold
+// ago, counting the unread rest as lost.
+func (r *reader) deletedTooLong(fi os.FileInfo, size int64) bool {
+	if nlink(fi) > 0 {
+		r.deleted = time.Time{}
+		return false
+	}
+	r.markGone()
+	if r.deleted.IsZero() {
+		r.deleted = time.Now()
+	}
+	if time.Since(r.deleted) < r.in.cfg.MaxHold.D() || size <= r.off {
+		return false
+	}
+	lost := size - r.off + int64(len(r.carry))
+	r.in.stats.LostBytes("deleted").Add(lost)
+	r.log.Warn("deleted file held open for max_hold; giving up its unread rest", zap.Int64("bytes", lost))
+	return true
+}
+
+// headChanged reports whether the first bytes differ from the fingerprint
+// taken earlier: the file was truncated and rewritten past the old offset
+// between two looks, which the size alone cannot show.
+func (r *reader) headChanged(size int64) bool {
+	n := r.fp.n
+	if n == 0 || size < int64(n) {
+		return false
+	}
+	if cap(r.headBuf) < n {
+		r.headBuf = make([]byte, fpBytes)
+	}
+	m, err := r.f.ReadAt(r.headBuf[:n], 0)
+	if m < n || err != nil && !errors.Is(err, io.EOF) {
+		return false
+	}
+	h := fnv.New64a()
+	h.Write(r.headBuf[:n])
+	return h.Sum64() != r.fp.hash
+}
+
+func (r *reader) wakeUp() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
 }
 
 func newReader(in *Input, id fileID, path string, startAtEnd bool) *reader {
-	return &reader{in: in, id: id, path: path, startAtEnd: startAtEnd && in.cfg.StartAt == "end",
+	return &reader{in: in, id: id, path: path, startAtEnd: startAtEnd && in.cfg.StartAt == "end", wake: make(chan struct{}, 1),
 		log: in.log.With(zap.String("input", in.name), zap.String("path", path))}
 }
 
@@ -81,21 +154,13 @@ func (r *reader) currentPath() string {
 	return r.path
 }
 
-func (r *reader) run(ctx context.Context, em pipeline.Emitter) {
-	f, err := os.Open(r.currentPath())
-	if err != nil {
-		r.log.Warn("cannot open file", zap.Error(err))
-		return
-	}
-	r.f = f
+// run follows f, opened by the scan, until the file is done or ctx ends.
+func (r *reader) run(ctx context.Context, em pipeline.Emitter, f *os.File) {
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
 		r.log.Warn("cannot stat file", zap.Error(err))
 		return
-	}
-	if id, ok := statID(fi); !ok || id != r.id {
-		return // replaced between the scan and the open; the next scan sees the new one
 	}
 	if err := r.resume(fi.Size()); err != nil {
 		r.log.Warn("cannot read file head", zap.Error(err))
@@ -106,7 +171,7 @@ func (r *reader) run(ctx context.Context, em pipeline.Emitter) {
 	for ctx.Err() == nil {
 		progressed, err := r.readOnce(ctx, em)
 		if err != nil {
-			if ctx.Err() == nil {
+			if ctx.Err() == nil && !errors.Is(err, errGaveUp) {
 				r.log.Warn("read failed", zap.Error(err))
 			}
 			break
@@ -117,7 +182,7 @@ func (r *reader) run(ctx context.Context, em pipeline.Emitter) {
 		if r.idle() {
 			break
 		}
-		sleep(ctx, r.in.cfg.PollInterval.D())
+		r.sleep(ctx, r.in.cfg.PollInterval.D())
 	}
 	r.waitAcked(ctx)
 }
@@ -186,7 +251,7 @@ func (r *reader) newSource(em pipeline.Emitter) {
 // acknowledged everywhere.
 func (r *reader) commit(gen int, off int64) {
 	r.mu.Lock()
-	if gen != r.gen {
+	if gen != r.gen || r.gone.Load() {
 		r.mu.Unlock()
 		return
 	}
@@ -203,9 +268,14 @@ func (r *reader) readOnce(ctx context.Context, em pipeline.Emitter) (bool, error
 		return false, err
 	}
 	size := fi.Size()
-	if size < r.off {
+	if size < r.off || r.headChanged(size) {
 		r.truncated(em, size)
+		r.lastSize = size
 		return true, nil
+	}
+	r.lastSize = size
+	if r.deletedTooLong(fi, size) {
+		return false, errGaveUp
 	}
 	if size == r.off {
 		return false, nil
@@ -267,6 +337,26 @@ func (r *reader) readOnce(ctx context.Context, em pipeline.Emitter) (bool, error
 	return true, nil
 }
 
+// unlinked reports whether the reader's file has no name left. Safe from
+// another goroutine: os.File serialises Stat against Close.
+func (r *reader) unlinked() bool {
+	fi, err := r.f.Stat()
+	return err == nil && nlink(fi) == 0
+}
+
+// sameHead reports whether f starts with the bytes this reader's
+// fingerprint was taken of: the same content under another name.
+func (r *reader) sameHead(f *os.File) bool {
+	r.mu.Lock()
+	fp := r.fp
+	r.mu.Unlock()
+	if fp.n == 0 {
+		return true
+	}
+	got, err := headFingerprint(f, fp.n)
+	return err == nil && got == fp
+}
+
 func (r *reader) refreshFingerprint(size int64) {
 	fp, err := headFingerprint(r.f, int(min(size, fpBytes)))
 	if err != nil {
@@ -280,6 +370,11 @@ func (r *reader) refreshFingerprint(size int64) {
 // truncated restarts the file from its start after a copytruncate; chunks of
 // the old content still in flight no longer move the checkpoint.
 func (r *reader) truncated(em pipeline.Emitter, size int64) {
+	// What the file held beyond our offset before it was cut is gone
+	// unless a copy of it is read elsewhere; count it.
+	if lost := r.lastSize - r.off; lost > 0 {
+		r.in.stats.LostBytes("truncated").Add(lost)
+	}
 	r.log.Info("file truncated; reading from the start", zap.Int64("old_offset", r.off), zap.Int64("size", size))
 	r.off, r.carry, r.skipping = 0, r.carry[:0], false
 	r.refreshFingerprint(size)
@@ -293,6 +388,10 @@ func (r *reader) truncated(em pipeline.Emitter, size int64) {
 func (r *reader) idle() bool {
 	if time.Since(r.lastData) < r.in.cfg.CloseRemoved.D() {
 		return false
+	}
+	if own, err := r.f.Stat(); err == nil && nlink(own) == 0 {
+		r.markGone()
+		return true // deleted and read to its end; the inode may already be reused
 	}
 	fi, err := os.Stat(r.currentPath())
 	if err == nil {
@@ -310,15 +409,17 @@ func (r *reader) idle() bool {
 // a checkpoint that is about to move.
 func (r *reader) waitAcked(ctx context.Context) {
 	for r.src != nil && r.src.InFlight() > 0 && ctx.Err() == nil {
-		sleep(ctx, 10*time.Millisecond)
+		r.sleep(ctx, 10*time.Millisecond)
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) {
+// sleep waits for the poll interval or a file event, whichever is first.
+func (r *reader) sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 	case <-t.C:
+	case <-r.wake:
 	}
 }

@@ -3,8 +3,8 @@ package file
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"math/rand/v2"
+	"path/filepath"
 	"runtime"
 	"syscall"
 	"testing"
