@@ -308,3 +308,116 @@ func TestCheckpointNotPastUndelivered(t *testing.T) {
 		t.Fatalf("checkpoint = %d, want %d", e.Offset, pipelinetest.Size("a", 100))
 	}
 }
+
+func inodeOf(t *testing.T, path string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := statID(fi)
+	return id.ino
+}
+
+// A deleted file's inode taken by a new file: the new file is read from its
+// start, not from the old file's checkpoint.
+func TestInodeReuseReadsNewFileFromStart(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.log")
+	appendLines(t, path, "old", 0, 3000)
+	h := newHarness(t, dir, nil)
+	h.start()
+	h.waitLines(3000)
+	ino := inodeOf(t, path)
+	os.Remove(path)
+	// Filesystems hand a freed inode to the next file; try a few times.
+	reused := false
+	for i := 0; i < 100 && !reused; i++ {
+		f, err := os.Create(path) // empty until the inode matches: nothing to read
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if inodeOf(t, path) == ino {
+			reused = true
+			break
+		}
+		os.Remove(path)
+		time.Sleep(20 * time.Millisecond) // the old reader frees the inode when it closes
+	}
+	if reused {
+		appendLines(t, path, "new", 0, 1000)
+	}
+	if !reused {
+		h.stop()
+		t.Skip("this filesystem did not reuse the inode")
+	}
+	lines := h.waitLines(4000)
+	time.Sleep(100 * time.Millisecond)
+	h.stop()
+	lines = h.out.Lines()
+	var old, fresh []string
+	for _, l := range lines {
+		if strings.HasPrefix(l, "new ") {
+			fresh = append(fresh, l)
+		} else {
+			old = append(old, l)
+		}
+	}
+	if err := pipelinetest.CheckSequences(old, map[string]int{"old": 3000}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pipelinetest.CheckSequences(fresh, map[string]int{"new": 1000}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A deleted file with unread data is given up after max_hold, and the bytes
+// are counted.
+func TestMaxHoldGivesUpAndCounts(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.log")
+	appendLines(t, path, "a", 0, 100)
+	h := newHarness(t, dir, func(c *Config) { c.MaxHold = config.Dur(50 * time.Millisecond) })
+	// A slow output keeps the reader from getting through the file.
+	in, err := h.cfg.Build(pipeline.BuildContext{Name: "app", Checkpoints: h.store, Stats: h.stats})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &pipelinetest.Capture{Delay: 10 * time.Millisecond} // a slow sink
+	set := pipeline.DefaultOutputSettings()
+	set.Queue.MaxEvents = 1
+	set.Batch.MaxEvents = 1000
+	r := pipeline.NewRunner("cap", out, set, nil, h.stats)
+	p := pipeline.New(pipeline.Options{Workers: 1, MemoryLimit: 1 << 20, Stats: h.stats})
+	abort, abortCancel := context.WithCancel(context.Background())
+	r.Start(abort)
+	p.Start(abort)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	// A large file read in 256 KiB chunks with one chunk in flight at a time.
+	appendLines(t, path, "a", 100, 200000)
+	go func() {
+		defer close(done)
+		in.Run(ctx, p.NewStream("app", 1<<20, nil, nil, []*pipeline.Runner{r}))
+	}()
+	time.Sleep(100 * time.Millisecond)
+	os.Remove(path)
+	deadline := time.Now().Add(10 * time.Second)
+	for h.stats.LostBytes("deleted").Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	p.Drain()
+	r.Stop(context.Background())
+	abortCancel()
+	lost := h.stats.LostBytes("deleted").Load()
+	read := h.stats.InputBytes.Load()
+	if lost == 0 {
+		t.Fatalf("nothing counted as given up (read %d of %d bytes)", read, pipelinetest.Size("a", 200000))
+	}
+	if total := pipelinetest.Size("a", 200000); read+lost > total+1<<20 || read+lost < total-(256<<10) {
+		t.Errorf("read %d + given up %d does not add up to the file's %d bytes", read, lost, total)
+	}
+}

@@ -284,7 +284,9 @@ func (r *reader) readOnce(ctx context.Context, em pipeline.Emitter) (bool, error
 		r.refreshFingerprint(size)
 	}
 	maxLine := int(r.in.cfg.MaxLineBytes)
-	want := len(r.carry) + int(min(size-r.off, chunkBytes))
+	// Fill one buffer class, carry included, rather than spill a carry into
+	// the next class up (which would charge the budget four times over).
+	want := max(int(min(int64(len(r.carry))+size-r.off, chunkBytes)), len(r.carry)+4096)
 	c, err := em.NewChunk(ctx, r.src, want)
 	if err != nil {
 		return false, err
