@@ -150,7 +150,7 @@ func Load(file string, data []byte, lookup func(string) (string, bool)) (*Config
 		Inputs: map[string]pipeline.InputConfig{}, Outputs: map[string]pipeline.OutputConfig{}}
 	l.checkAgent(cfg)
 
-	inNames, outNames := sortedNames(doc.Inputs), sortedNames(doc.Outputs)
+	inNames, outNames := sortedKeys(doc.Inputs), sortedKeys(doc.Outputs)
 	for _, name := range inNames {
 		key := "inputs." + name
 		if !l.checkName(key, name) {
@@ -191,15 +191,6 @@ func Load(file string, data []byte, lookup func(string) (string, bool)) (*Config
 		return nil, &ConfigError{l.problems}
 	}
 	return cfg, nil
-}
-
-func sortedNames(m map[string]map[string]any) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func isStrict(err error) bool {
