@@ -12,6 +12,8 @@ type Stats struct {
 	InputLines     atomic.Int64
 	InputBytes     atomic.Int64
 	LinesTruncated atomic.Int64
+	FilesOpen      atomic.Int64 // file descriptors the file inputs hold
+	Rotations      atomic.Int64 // renames and truncations the file inputs followed
 
 	mu        sync.Mutex
 	dropped   map[string]*atomic.Int64
@@ -49,6 +51,17 @@ func (s *Stats) Dropped(reason string) *atomic.Int64 {
 		s.dropped[reason] = c
 	}
 	return c
+}
+
+// LostBytesByReason returns a snapshot of every lost-bytes counter.
+func (s *Stats) LostBytesByReason() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int64, len(s.lostBytes))
+	for k, v := range s.lostBytes {
+		out[k] = v.Load()
+	}
+	return out
 }
 
 // DroppedByReason returns a snapshot of every drop counter.
