@@ -403,3 +403,102 @@ func peakRSS(pid int) int64 {
 	}
 	return 0
 }
+
+const reuseConfig = `
+[agent]
+data_dir = "%[1]s/data"
+log_format = "console"
+checkpoint_interval = "100ms"
+
+[api]
+listen = ""
+
+[inputs.logs]
+type = "file"
+include = ["%[1]s/logs/*.log"]
+scan_interval = "200ms"
+poll_interval = "20ms"
+close_removed_after = "50ms"
+
+[outputs.out]
+type = "file"
+inputs = ["logs"]
+path = "%[1]s/out/out.log"
+batch = { timeout = "50ms" }
+`
+
+// recreateWithInode deletes path and creates it again until the new file
+// gets inode ino (filesystems hand a freed inode to the next file). It
+// reports whether that happened.
+func recreateWithInode(t *testing.T, path string, ino uint64) bool {
+	t.Helper()
+	os.Remove(path)
+	for range 200 {
+		f, err := os.Create(path) // empty until the inode matches: nothing to read
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if inode(t, path) == ino {
+			return true
+		}
+		os.Remove(path)
+		time.Sleep(10 * time.Millisecond) // the agent frees the inode when it closes the old file
+	}
+	return false
+}
+
+func inode(t *testing.T, path string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+// Inode reuse, while the agent runs and while it is down: a file deleted and
+// replaced by another that gets the same inode (and grows past the old
+// checkpoint) is read from its start, not from the old file's offset.
+func TestInodeReuseReadFromStart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	logs := filepath.Join(dir, "logs")
+	os.MkdirAll(logs, 0o755)
+	path := filepath.Join(logs, "app.log")
+	appendSeq(t, path, "first", 0, 3000)
+	ino := inode(t, path)
+	cfg := writeConfig(t, dir, reuseConfig)
+	out := filepath.Join(dir, "out", "out.log*")
+	a := startAgent(t, cfg)
+	waitOutput(t, a, out, "none", 3000)
+	if !recreateWithInode(t, path, ino) {
+		a.stop(syscall.SIGTERM)
+		t.Skip("this filesystem did not reuse the inode")
+	}
+	appendSeq(t, path, "second", 0, 5000)
+	waitOutput(t, a, out, "none", 8000)
+	if code := a.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d; log:\n%s", code, a.log)
+	}
+	// Down: the file is replaced again, by more than the checkpoint covers.
+	if !recreateWithInode(t, path, ino) {
+		t.Skip("this filesystem did not reuse the inode")
+	}
+	appendSeq(t, path, "third", 0, 6000)
+	a = startAgent(t, cfg)
+	waitOutput(t, a, out, "none", 14000)
+	time.Sleep(500 * time.Millisecond) // a duplicate would arrive now
+	if code := a.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d; log:\n%s", code, a.log)
+	}
+	lines, err := readOutput(out, "none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost, dup, err := tally(lines, map[string]int{"first": 3000, "second": 5000, "third": 6000}, inOrder)
+	t.Logf("inode reuse: %d lines, lost %d, duplicated %d", len(lines), lost, dup)
+	if err != nil || lost != 0 || dup != 0 {
+		t.Fatalf("lost %d, duplicated %d, err %v; log:\n%s", lost, dup, err, a.log)
+	}
+}

@@ -306,3 +306,86 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Two file inputs in one process share one inotify instance, and it is
+// closed when the last input stops.
+func TestOneWatcherForAllInputs(t *testing.T) {
+	before := inotifyFDs(t)
+	dirA, dirB := t.TempDir(), t.TempDir()
+	appendLines(t, filepath.Join(dirA, "a.log"), "a", 0, 10)
+	appendLines(t, filepath.Join(dirB, "b.log"), "b", 0, 10)
+	ha := newHarness(t, dirA, nil)
+	hb := newHarness(t, dirB, nil)
+	ha.start()
+	hb.start()
+	ha.waitLines(10)
+	hb.waitLines(10)
+	if n := inotifyFDs(t) - before; n != 1 {
+		t.Fatalf("%d inotify instances for two inputs, want 1", n)
+	}
+	// Both inputs go on reading through the shared watcher.
+	appendLines(t, filepath.Join(dirA, "a.log"), "a", 10, 20)
+	appendLines(t, filepath.Join(dirB, "b.log"), "b", 10, 20)
+	ha.waitLines(20)
+	hb.waitLines(20)
+	ha.stop()
+	if n := inotifyFDs(t) - before; n != 1 {
+		t.Fatalf("%d inotify instances with one input left, want 1", n)
+	}
+	hb.stop()
+	if n := inotifyFDs(t) - before; n != 0 {
+		t.Fatalf("%d inotify instances left after every input stopped", n)
+	}
+	if err := pipelinetest.CheckSequences(ha.out.Lines(), map[string]int{"a": 20}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pipelinetest.CheckSequences(hb.out.Lines(), map[string]int{"b": 20}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func inotifyFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	n := 0
+	for _, e := range ents {
+		if l, _ := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); l == "anon_inode:inotify" {
+			n++
+		}
+	}
+	return n
+}
+
+// One busy file does not starve another: a small file that appears while a
+// large one is being read (through a slow sink) is delivered before the
+// large one is done.
+func TestBusyFileDoesNotStarveOthers(t *testing.T) {
+	dir := t.TempDir()
+	appendLines(t, filepath.Join(dir, "big.log"), "big", 0, 300000)
+	h := newHarness(t, dir, nil)
+	h.memory = 1 << 20
+	h.set.Batch.MaxEvents = 2000
+	h.out.Delay = 5 * time.Millisecond
+	h.start()
+	h.waitLines(10000)
+	appendLines(t, filepath.Join(dir, "small.log"), "small", 0, 100)
+	h.waitLines(300100)
+	h.stop()
+	lines := h.out.Lines()
+	lastSmall, lastBig := -1, -1
+	for i, l := range lines {
+		if strings.HasPrefix(l, "small ") {
+			lastSmall = i
+		} else {
+			lastBig = i
+		}
+	}
+	if err := pipelinetest.CheckSequences(lines, map[string]int{"big": 300000, "small": 100}); err != nil {
+		t.Fatal(err)
+	}
+	if lastSmall > lastBig {
+		t.Fatalf("the small file's last line came at %d, after the big file's last at %d: starved", lastSmall, lastBig)
+	}
+}
