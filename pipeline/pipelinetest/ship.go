@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/tailship/tailship/pipeline"
 )
 
@@ -13,6 +15,7 @@ type ShipOptions struct {
 	Fields  []pipeline.Field     // static fields of the input
 	Procs   []pipeline.Processor // run on every event, e.g. to set fields
 	Timeout time.Duration        // default 60s
+	Logger  *zap.Logger          // the runner's; default none
 }
 
 // Ship sends every line of in through a real pipeline (workers, reorder,
@@ -31,7 +34,7 @@ func Ship(in *StaticInput, name string, out pipeline.Output, set pipeline.Output
 	}
 	stats := &pipeline.Stats{}
 	p := pipeline.New(pipeline.Options{Workers: 2, MemoryLimit: 64 << 20, Stats: stats})
-	r := pipeline.NewRunner(name, out, set, nil, stats)
+	r := pipeline.NewRunner(name, out, set, o.Logger, stats)
 	abortCtx, abort := context.WithCancel(context.Background())
 	defer abort()
 	r.Start(abortCtx)
