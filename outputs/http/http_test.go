@@ -21,10 +21,7 @@ import (
 	"github.com/tailship/tailship/pipeline/pipelinetest"
 )
 
-func TestMain(m *testing.M) {
-	// httptest servers' keep-alive connections close asynchronously.
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // testConfig is a valid config for url with quick retries and small batches.
 func testConfig(url string) *Config {
