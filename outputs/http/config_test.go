@@ -26,7 +26,7 @@ type = "http"
 inputs = ["app"]
 url = "https://logs.example.com:9200"
 format = "elasticsearch"
-compression = "zstd"
+compression = "gzip"
 index = "logs-%{service}-%Y.%m.%d"
 pipeline = "access"
 timeout = "10s"
@@ -64,7 +64,7 @@ func TestConfigGood(t *testing.T) {
 		t.Fatal(err)
 	}
 	web := cfg.Outputs["web"].(*httpout.Config)
-	if web.Compression != "zstd" || web.Index != "logs-%{service}-%Y.%m.%d" || web.MaxInFlight != 2 ||
+	if web.Compression != "gzip" || web.Index != "logs-%{service}-%Y.%m.%d" || web.MaxInFlight != 2 ||
 		web.Auth.User != "shipper" || web.Headers["X-Team"] != "logs" || !strings.HasSuffix(web.DeadLetterPath, "web-dead.jsonl") {
 		t.Errorf("web: %+v", web)
 	}
@@ -84,7 +84,8 @@ func TestConfigErrors(t *testing.T) {
 		{"missing url", `url = "https://logs.example.com:9200"`, ``, "t.toml:9: outputs.web.url: required"},
 		{"bad scheme", `url = "https://logs.example.com:9200"`, `url = "ftp://x"`, "t.toml:12: outputs.web.url: must start with http:// or https://"},
 		{"format", `format = "elasticsearch"`, `format = "gelf"`, "t.toml:13: outputs.web.format: must be one of"},
-		{"compression", `compression = "zstd"`, `compression = "snappy"`, "t.toml:14: outputs.web.compression: must be"},
+		{"compression", `compression = "gzip"`, `compression = "snappy"`, "t.toml:14: outputs.web.compression: must be"},
+		{"zstd to elasticsearch", `compression = "gzip"`, `compression = "zstd"`, "t.toml:14: outputs.web.compression: elasticsearch does not decode zstd"},
 		{"index template", `index = "logs-%{service}-%Y.%m.%d"`, `index = "logs-%{service"`, "t.toml:15: outputs.web.index: %{ at 5 is not closed"},
 		{"index missing", `index = "logs-%{service}-%Y.%m.%d"`, ``, "outputs.web.index: required with format = \"elasticsearch\""},
 		{"timeout", `timeout = "10s"`, `timeout = 10`, "t.toml:17: outputs.web.timeout: invalid duration"},

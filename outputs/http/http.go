@@ -1,6 +1,8 @@
 // Package http is the HTTP output: one POST per batch, with the body as
 // newline-delimited JSON, raw lines, an Elasticsearch _bulk request or a
 // Loki push request, compressed with gzip or zstd (Content-Encoding).
+// Elasticsearch and Loki decode gzip but not zstd request bodies, so zstd is
+// a config error with those formats.
 //
 // # Delivery
 //
@@ -127,7 +129,13 @@ func (c *Config) Validate() error {
 		add("format", "must be one of %q, %q, %q, %q, got %q", FormatNDJSON, FormatRaw, FormatElasticsearch, FormatLoki, c.Format)
 	}
 	switch c.Compression {
-	case codec.CompressionNone, codec.CompressionGzip, codec.CompressionZstd:
+	case codec.CompressionNone, codec.CompressionGzip:
+	case codec.CompressionZstd:
+		// Elasticsearch and Loki decode gzip (and deflate) request
+		// bodies, not zstd: they would answer 400 to every batch.
+		if c.Format == FormatElasticsearch || c.Format == FormatLoki {
+			add("compression", "%s does not decode zstd request bodies; use \"gzip\" or \"none\"", c.Format)
+		}
 	default:
 		// snappy has no registered Content-Encoding that receivers decode.
 		add("compression", "must be %q, %q or %q, got %q", codec.CompressionNone, codec.CompressionGzip, codec.CompressionZstd, c.Compression)
