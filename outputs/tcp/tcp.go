@@ -45,6 +45,8 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/tailship/tailship/config"
 	"github.com/tailship/tailship/pipeline"
 	"github.com/tailship/tailship/pipeline/codec"
@@ -194,7 +196,12 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 	if err != nil {
 		return nil, err
 	}
+	log := bc.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
 	o := &output{
+		log:          log,
 		addr:         c.Address,
 		enc:          enc,
 		json:         c.Format == codec.FormatJSON,
@@ -228,6 +235,7 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 }
 
 type output struct {
+	log            *zap.Logger
 	addr           string
 	enc            *codec.Encoder
 	json           bool
@@ -264,6 +272,7 @@ func (o *output) Write(ctx context.Context, b *pipeline.Batch) error {
 		return nil
 	}
 	if o.conn != nil && !healthy(o.conn) {
+		o.log.Warn("receiver closed the connection; reconnecting before the next batch", zap.String("address", o.addr))
 		o.drop()
 	}
 	if o.conn == nil {
@@ -301,6 +310,7 @@ func (o *output) connect(ctx context.Context) error {
 		conn = tc
 	}
 	o.conn = conn
+	o.log.Info("connected", zap.String("address", o.addr), zap.Bool("tls", o.tls != nil))
 	return nil
 }
 
