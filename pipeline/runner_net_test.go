@@ -347,3 +347,44 @@ func TestMaxInFlightForcedStop(t *testing.T) {
 		t.Fatalf("committed %d; nothing was delivered", c)
 	}
 }
+
+// confusedOutput returns a PartialError with indices out of range, repeated,
+// and both to retry and rejected, then accepts whatever is retried.
+type confusedOutput struct {
+	mu     sync.Mutex
+	writes [][]int
+}
+
+func (o *confusedOutput) Write(_ context.Context, b *pipeline.Batch) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.writes = append(o.writes, seqs(b))
+	if len(o.writes) > 1 {
+		return nil
+	}
+	return &pipeline.PartialError{
+		Retry:    []int{-1, 2, 2, 5, 99},
+		Rejected: []pipeline.Rejection{{Index: 5, Reason: "both"}, {Index: 7, Reason: "bad"}, {Index: 1000, Reason: "out of range"}},
+	}
+}
+
+func (o *confusedOutput) Close(context.Context) error { return nil }
+
+// TestPartialErrorToleratesBadIndices: indices out of range are ignored, a
+// repeated index counts once, and an event both to retry and rejected is
+// rejected, so a buggy output cannot make the runner loop or miscount.
+func TestPartialErrorToleratesBadIndices(t *testing.T) {
+	out := &confusedOutput{}
+	r := newRig(t, rigOptions{workers: 1}, outSpec{"odd", out, settings(func(s *pipeline.OutputSettings) { s.Batch.MaxEvents = 10 })})
+	in := &pipelinetest.StaticInput{Sources: []string{"s"}, Lines: 10, ChunkLines: 10}
+	r.runInput(in)
+	r.stop()
+	if fmt.Sprint(out.writes) != "[[0 1 2 3 4 5 6 7 8 9] [2]]" {
+		t.Fatalf("writes %v; want the batch, then seq 2 alone", out.writes)
+	}
+	st := &r.runners[0].Out
+	if st.Delivered.Load() != 8 || st.Rejected.Load() != 2 || r.stats.Dropped("rejected").Load() != 2 {
+		t.Fatalf("delivered %d rejected %d dropped %d", st.Delivered.Load(), st.Rejected.Load(), r.stats.Dropped("rejected").Load())
+	}
+	checkCommitted(t, in)
+}
