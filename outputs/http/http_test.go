@@ -304,3 +304,44 @@ func TestRetriesExhaustedDeadLettered(t *testing.T) {
 		t.Errorf("DeadLettered %d", r.Out.DeadLettered.Load())
 	}
 }
+
+// TestMaxInFlightConcurrentRequests: with max_in_flight = 3 and a slow
+// receiver, up to three requests are outstanding at once, never more, and
+// every line arrives once.
+func TestMaxInFlightConcurrentRequests(t *testing.T) {
+	var mu sync.Mutex
+	cur, peak := 0, 0
+	var lines []string
+	srv := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		mu.Lock()
+		cur++
+		peak = max(peak, cur)
+		mu.Unlock()
+		body, err := decodeBody(r)
+		time.Sleep(20 * time.Millisecond)
+		mu.Lock()
+		cur--
+		for _, l := range strings.Split(strings.TrimSpace(string(body)), "\n") {
+			lines = append(lines, l)
+		}
+		mu.Unlock()
+		if err != nil {
+			nethttp.Error(w, err.Error(), 400)
+		}
+	}))
+	defer srv.Close()
+	c := testConfig(srv.URL)
+	c.Format = FormatRaw
+	c.Batch.MaxEvents = 100
+	c.MaxInFlight = 3
+	in := &pipelinetest.StaticInput{Sources: []string{"a"}, Lines: 3000, ChunkLines: 100}
+	ship(t, c, in, pipelinetest.ShipOptions{})
+	mu.Lock()
+	defer mu.Unlock()
+	if peak < 2 || peak > 3 {
+		t.Fatalf("peak %d requests in flight, want 2..3", peak)
+	}
+	if err := sortedSeqCheck(lines, in.Want()); err != nil {
+		t.Fatal(err)
+	}
+}
