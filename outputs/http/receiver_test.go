@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
 	nethttp "net/http"
 	"net/http/httptest"
 	"sort"
@@ -285,6 +286,16 @@ func canonical(labels map[string]string) string {
 func (s *lokiServer) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	if r.URL.Path != "/loki/api/v1/push" {
 		nethttp.Error(w, "404 page not found", 404)
+		return
+	}
+	// Loki's push parser: JSON only with this content type (anything
+	// else is taken as snappy protobuf), and no zstd.
+	if enc := r.Header.Get("Content-Encoding"); enc != "" && enc != "gzip" && enc != "deflate" {
+		nethttp.Error(w, fmt.Sprintf("Content-Encoding %q not supported", enc), 400)
+		return
+	}
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
+		nethttp.Error(w, "snappy: corrupt input", 400)
 		return
 	}
 	if !s.admit(w, r) {
