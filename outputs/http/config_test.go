@@ -52,6 +52,9 @@ func load(t *testing.T, doc string) (*agent.Config, error) {
 	secret := filepath.Join(dir, "pw")
 	os.WriteFile(secret, []byte("pw\n"), 0o600)
 	ca := configtest.NewCA(t).CAFile
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, nil, 0o600)
+	doc = strings.ReplaceAll(doc, "EMPTY", empty)
 	doc = strings.ReplaceAll(doc, "DATADIR", filepath.Join(dir, "data"))
 	doc = strings.ReplaceAll(doc, "SECRET", secret)
 	doc = strings.ReplaceAll(doc, "CAFILE", ca)
@@ -104,6 +107,12 @@ func TestConfigErrors(t *testing.T) {
 		{"bad static label", `static_labels = { job = "tailship" }`, `static_labels = { "the job" = "tailship" }`, "t.toml:30: outputs.loki.static_labels: \"the job\" is not a valid"},
 		{"no labels", "labels = [\"service\", \"level\"]\nstatic_labels = { job = \"tailship\" }", `static_labels = {}`, "outputs.loki.labels: Loki needs at least one label"},
 		{"tenant on ndjson", `format = "loki"`, `format = "ndjson"`, "t.toml:31: outputs.loki.tenant_id: only used with format = \"loki\""},
+		{"pipeline on loki", `format = "loki"`, "format = \"loki\"\npipeline = \"p\"", "t.toml:29: outputs.loki.pipeline: only used with format = \"elasticsearch\""},
+		{"password without user", `user = "shipper", `, ``, "t.toml:21: outputs.web.auth.user: required with a password"},
+		{"empty bearer_token_file", `user = "shipper", password_file = "SECRET"`, `bearer_token_file = "EMPTY"`, "t.toml:21: outputs.web.auth.bearer_token_file: "},
+		{"bad client certificate", `ca_file = "CAFILE"`, `cert_file = "CAFILE", key_file = "CAFILE"`, "t.toml:22: outputs.web.tls.cert_file: cannot load the client certificate and key"},
+		{"timeout zero", `timeout = "10s"`, `timeout = "0s"`, "t.toml:17: outputs.web.timeout: must be above 0"},
+		{"reserved header", `X-Team = "logs"`, `Content-Encoding = "br"`, "t.toml:20: outputs.web.headers: Content-Encoding is set by the output"},
 		{"tls on http url", `tenant_id = "${TENANT:-team-a}"`, `tenant_id = "a"` + "\ntls = { enabled = true }", "t.toml:32: outputs.loki.tls: TLS settings with an http:// url"},
 	}
 	for _, tc := range cases {

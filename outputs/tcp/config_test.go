@@ -69,6 +69,7 @@ func TestConfigErrors(t *testing.T) {
 		{"tls ca_file", `ca_file = "CAFILE"`, `ca_file = "/nonexistent.pem"`, "t.toml:16: outputs.central.tls.ca_file: open /nonexistent.pem"},
 		{"tls not enabled", `enabled = true, `, ``, "t.toml:16: outputs.central.tls.enabled: TLS settings are given"},
 		{"max_in_flight", `write_timeout = "10s"`, "write_timeout = \"10s\"\nmax_in_flight = 4", "t.toml:16: outputs.central.max_in_flight: tcp writes one connection"},
+		{"format", `compression = "zstd"`, "compression = \"zstd\"\nformat = \"xml\"", "t.toml:14: outputs.central.format: must be \"raw\" or \"json\""},
 		{"framing", `framing = "octet_counted"`, `framing = "lines"`, "t.toml:22: outputs.syslog.framing: must be"},
 		{"compression with syslog", `framing = "octet_counted"`, "framing = \"octet_counted\"\ncompression = \"gzip\"", "t.toml:23: outputs.syslog.compression: syslog receivers expect plain text"},
 		{"facility", `facility = "local3"`, `facility = "local9"`, "t.toml:23: outputs.syslog.syslog.facility: unknown facility \"local9\""},
