@@ -119,6 +119,22 @@ func TestSecretsNeverInErrorsOrLogs(t *testing.T) {
 	}
 }
 
+func TestSecretHeaderMasked(t *testing.T) {
+	srv := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		io.Copy(io.Discard, r.Body)
+		nethttp.Error(w, "bad key "+r.Header.Get("X-Api-Key")+" for team "+r.Header.Get("X-Team"), 403)
+	}))
+	defer srv.Close()
+	c := testConfig(srv.URL)
+	c.Headers = map[string]string{"X-Api-Key": "k-123456789", "X-Team": "payments"}
+	out := build(t, c)
+	defer out.Close(t.Context())
+	err := out.Write(t.Context(), pipeline.NewTestBatch(nil, "x"))
+	if err == nil || strings.Contains(err.Error(), "k-123456789") || !strings.Contains(err.Error(), "bad key *** for team payments") {
+		t.Fatalf("error %v", err)
+	}
+}
+
 func TestURLCredentialsBecomeHeader(t *testing.T) {
 	var got string
 	srv := echoServer(t, func(a string) int { got = a; return 500 })

@@ -285,6 +285,14 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 	o.url = u.String()
 	for k, v := range c.Headers {
 		o.headers.Set(k, v)
+		// An API key in a custom header is as secret as a password.
+		lk := strings.ToLower(k)
+		for _, hint := range []string{"auth", "token", "key", "secret", "password", "cookie"} {
+			if strings.Contains(lk, hint) {
+				o.secrets = append(o.secrets, v)
+				break
+			}
+		}
 	}
 	a := c.Auth
 	switch {
