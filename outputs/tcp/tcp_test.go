@@ -378,7 +378,7 @@ func TestReceiverDropsConnectionMidBatch(t *testing.T) {
 		t.Fatalf("lost %d lines, %d restarts (want 0 and 3); %d connections", lost, restarts, len(rc.conns))
 	}
 	// What arrived twice is what got through before each reset.
-	if want := (20000+9000+20000)/lineLen - 0; dup > want {
+	if want := (20000 + 9000 + 20000) / lineLen; dup > want {
 		t.Fatalf("%d duplicates, more than the %d lines received before the resets", dup, want)
 	}
 	if f := r.Out.Failures.Load(); f < 3 {
@@ -471,9 +471,6 @@ func TestReceiverDownThenUp(t *testing.T) {
 	}
 	if f := res.r.Out.Failures.Load(); f == 0 {
 		t.Fatal("no failed attempt while the receiver was down")
-	}
-	if msg := fmt.Sprint(res.r.Out.Failures.Load()); msg == "" {
-		t.Fatal()
 	}
 }
 
