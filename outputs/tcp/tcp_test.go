@@ -401,10 +401,12 @@ func TestReceiverClosedBetweenBatches(t *testing.T) {
 				}
 				br := bufio.NewReader(c)
 				l, _ := br.ReadString('\n')
-				took <- struct{}{}
 				if how == "reset" {
 					reset(c)
+				} else {
+					c.Close()
 				}
+				took <- struct{}{} // only once the connection is closed
 				return []string{strings.TrimSuffix(l, "\n")}
 			})
 			out := build(t, testConfig(rc.addr()))
@@ -412,7 +414,7 @@ func TestReceiverClosedBetweenBatches(t *testing.T) {
 				t.Fatal(err)
 			}
 			<-took
-			time.Sleep(50 * time.Millisecond) // the FIN or RST reaches the client
+			time.Sleep(20 * time.Millisecond) // the FIN or RST reaches the client
 			if err := out.Write(t.Context(), pipeline.NewTestBatch(nil, "second")); err != nil {
 				t.Fatal(err)
 			}
