@@ -106,6 +106,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad label", `labels = ["service", "level"]`, `labels = ["service.name"]`, "t.toml:29: outputs.loki.labels: \"service.name\" is not a valid Loki label name"},
 		{"bad static label", `static_labels = { job = "tailship" }`, `static_labels = { "the job" = "tailship" }`, "t.toml:30: outputs.loki.static_labels: \"the job\" is not a valid"},
 		{"no labels", "labels = [\"service\", \"level\"]\nstatic_labels = { job = \"tailship\" }", `static_labels = {}`, "outputs.loki.labels: Loki needs at least one label"},
+		{"static_labels on elasticsearch", `pipeline = "access"`, `static_labels = { a = "b" }`, "t.toml:16: outputs.web.static_labels: only used with format = \"loki\""},
 		{"tenant on ndjson", `format = "loki"`, `format = "ndjson"`, "t.toml:31: outputs.loki.tenant_id: only used with format = \"loki\""},
 		{"pipeline on loki", `format = "loki"`, "format = \"loki\"\npipeline = \"p\"", "t.toml:29: outputs.loki.pipeline: only used with format = \"elasticsearch\""},
 		{"password without user", `user = "shipper", `, ``, "t.toml:21: outputs.web.auth.user: required with a password"},

@@ -301,3 +301,21 @@ func TestLokiBody(t *testing.T) {
 		t.Fatalf("second body %s", body2)
 	}
 }
+
+// TestLokiDefaultLabel: without labels or static_labels, every stream gets
+// job="tailship", since Loki refuses a stream without labels.
+func TestLokiDefaultLabel(t *testing.T) {
+	s, srv := newLokiServer(t, nil)
+	c := testConfig(srv.URL + "/loki/api/v1/push")
+	c.Format = FormatLoki
+	out := build(t, c)
+	defer out.Close(t.Context())
+	if err := out.Write(t.Context(), pipeline.NewTestBatch(nil, "one", "two")); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if got := s.streams[`{job="tailship"}`]; !slices.Equal(got, []string{"one", "two"}) {
+		t.Fatalf("streams %v", s.streams)
+	}
+}

@@ -66,7 +66,6 @@ func DefaultConfig() *Config {
 		Format:         FormatNDJSON,
 		Compression:    codec.CompressionGzip,
 		Timeout:        config.Dur(30 * time.Second),
-		StaticLabels:   map[string]string{"job": "tailship"},
 	}
 }
 
@@ -87,7 +86,7 @@ type Config struct {
 
 	// loki
 	Labels       []string          `toml:"labels"`        // fields that become stream labels
-	StaticLabels map[string]string `toml:"static_labels"` // labels on every stream
+	StaticLabels map[string]string `toml:"static_labels"` // labels on every stream; unset: job = "tailship"
 	TenantID     string            `toml:"tenant_id"`     // X-Scope-OrgID
 }
 
@@ -183,12 +182,15 @@ func (c *Config) Validate() error {
 				add("static_labels", "%q is not a valid Loki label name ([a-zA-Z_][a-zA-Z0-9_]*)", k)
 			}
 		}
-		if len(c.Labels) == 0 && len(c.StaticLabels) == 0 {
+		if len(c.Labels) == 0 && c.StaticLabels != nil && len(c.StaticLabels) == 0 {
 			add("labels", "Loki needs at least one label: set labels or static_labels")
 		}
 	} else {
 		if len(c.Labels) > 0 {
 			add("labels", "only used with format = \"loki\"")
+		}
+		if c.StaticLabels != nil {
+			add("static_labels", "only used with format = \"loki\"")
 		}
 		if c.TenantID != "" {
 			add("tenant_id", "only used with format = \"loki\"")
@@ -272,7 +274,11 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 	}
 	if c.Format == FormatLoki {
 		o.labels = c.Labels
-		o.static = sortedLabels(c.StaticLabels)
+		static := c.StaticLabels
+		if static == nil {
+			static = map[string]string{"job": "tailship"}
+		}
+		o.static = sortedLabels(static)
 	}
 	if u.User != nil {
 		// Credentials in the URL become an explicit header, and the URL

@@ -289,6 +289,12 @@ func TestSyslogFrameBytes(t *testing.T) {
 	if got != want {
 		t.Fatalf("frames\n%q\nwant\n%q", got, want)
 	}
+	src := &pipeline.Source{Fields: []pipeline.Field{{Key: "service", Value: "api"}}}
+	got = string(h.appendFrames(nil, pipeline.NewTestBatch(src, `say "hi"`), now, true))
+	m := `<14>1 2026-11-23T01:02:03.456789Z web-1 app 42 - - {"message":"say \"hi\"","service":"api"}`
+	if want := fmt.Sprintf("%d %s", len(m), m); got != want {
+		t.Fatalf("json frame\n%q\nwant\n%q", got, want)
+	}
 }
 
 // smallSendBuffer dials with a tiny socket send buffer, so that a batch
