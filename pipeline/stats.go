@@ -79,7 +79,8 @@ func (s *Stats) DroppedByReason() map[string]int64 {
 type OutputStats struct {
 	Delivered        atomic.Int64 // events acknowledged by the receiver
 	Batches          atomic.Int64 // batches delivered
-	Rejected         atomic.Int64 // events rejected permanently
+	Rejected         atomic.Int64 // events rejected permanently (dead-lettered or lost)
+	DeadLettered     atomic.Int64 // of those, events written to the dead-letter file
 	Dropped          atomic.Int64 // events dropped by when_full = "drop_newest"
 	Retries          atomic.Int64 // failed attempts that were retried
 	Failures         atomic.Int64 // failed attempts, retried or not

@@ -18,7 +18,9 @@ import (
 	"github.com/tailship/tailship/agent"
 	_ "github.com/tailship/tailship/inputs/file"
 	_ "github.com/tailship/tailship/outputs/file"
+	_ "github.com/tailship/tailship/outputs/http"
 	_ "github.com/tailship/tailship/outputs/stdout"
+	_ "github.com/tailship/tailship/outputs/tcp"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
