@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -104,6 +105,13 @@ func runAgent(cfg *agent.Config, stderr io.Writer) int {
 		return exitConfig
 	}
 	defer log.Sync()
+	// Between collections the Go heap grows to twice what is live; on a
+	// node agent that doubling is the user's memory. A soft limit a little
+	// above the buffer budget makes the collector work harder instead.
+	// GOMEMLIMIT, when set, wins.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(cfg.Agent.MemoryLimit) + 24<<20)
+	}
 	a, err := agent.New(cfg, log)
 	if err != nil {
 		log.Error("cannot start", zap.Error(err))

@@ -1,7 +1,6 @@
 package file
 
 import (
-	"bytes"
 	"errors"
 	"hash/fnv"
 	"io"
@@ -27,17 +26,12 @@ import (
 // when there is one.
 const copyWait = 5 * time.Second
 
-// winBytes is how much of the last lines read a reader keeps to recognise a
-// copy that ends before the reader's offset (the writer went on between the
-// copy and the truncation, and the reader read that from the original).
-const winBytes = 64 << 10
-
 // truncation is what a reader knew of its file's content when it found the
 // file truncated.
 type truncation struct {
 	head     fingerprint // of the content that was cut
 	off      int64       // end of the last line read
-	win      []byte      // the bytes just before off (up to winBytes)
+	marks    []tailMark  // hashes before recent chunk ends, newest first
 	lastSize int64       // the file's size at the last look before the cut
 	at       time.Time
 	path     string
@@ -143,24 +137,25 @@ func (in *Input) place(id fileID, f *os.File, size int64) (at int64, deferred bo
 
 // verify checks that f holds the bytes the truncated file's reader last
 // read, and returns where reading f resumes: at the reader's offset, or at
-// f's end when f was copied before the reader got that far.
+// f's end when f was copied before the reader got that far (everything in
+// it was read from the original then). The check is the hash of the 1 KiB
+// before the newest chunk end f reaches, on top of the equal head.
 func (t *truncation) verify(f *os.File, size int64) (int64, bool) {
-	n := int64(len(t.win))
-	if n == 0 {
-		return 0, t.off == 0
+	if t.off == 0 {
+		return 0, true
 	}
-	winStart := t.off - n
 	end := min(size, t.off)
-	m := min(int64(fpBytes), end-winStart)
-	if m <= 0 || m < min(256, n) {
-		return 0, false // f ends before (or just after) the bytes we kept: cannot tell
+	for _, m := range t.marks {
+		if m.at > end {
+			continue
+		}
+		if m.n == 0 || end-m.at > 256<<10 {
+			return 0, false // no mark close enough to f's end to vouch for it
+		}
+		h, err := hashAt(f, m.at-int64(m.n), m.n)
+		return end, err == nil && h == m.hash
 	}
-	got := make([]byte, m)
-	if k, err := f.ReadAt(got, end-m); int64(k) < m || err != nil && !errors.Is(err, io.EOF) {
-		return 0, false
-	}
-	want := t.win[end-m-winStart : end-winStart]
-	return end, bytes.Equal(got, want)
+	return 0, false
 }
 
 // hashAt hashes n bytes of f at off.

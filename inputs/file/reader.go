@@ -69,8 +69,8 @@ type reader struct {
 	claim    int64  // where the scan decided reading starts (a copy of content already read); -1: checkpoint or start_at
 	off      int64  // next byte to read
 	consumed int64  // end of the last line emitted: where a checkpoint or a copy's reader may resume
-	win      []byte // the last bytes emitted, ending at consumed, to recognise a copy after a truncation
-	tails    [16]tailMark
+	tail     []byte // the last bytes emitted (up to 1 KiB), ending at consumed
+	tails    [tailMarks]tailMark
 	tailsN   int
 	carry    []byte // the unterminated tail of the last read (at most max_line_bytes)
 	skipping bool   // discarding the rest of a line longer than max_line_bytes
@@ -92,8 +92,15 @@ type reader struct {
 	idleFrom atomic.Int64 // unix nanoseconds of the last data
 }
 
-// tailMark is the hash of the bytes just before a chunk's end, kept so the
-// checkpoint at that offset can carry it (see checkpoint.Entry.Tail).
+// tailMarks is how many recent chunk ends a reader remembers. A copy made
+// before the reader got to the truncation point is recognised by the mark
+// at or before its end; 64 chunks cover what a writer adds between a copy
+// and the truncation that follows it.
+const tailMarks = 64
+
+// tailMark is the hash of the bytes just before a chunk's end: a copy of
+// the file holds the same bytes there, and the checkpoint at that offset
+// carries it (see checkpoint.Entry.Tail).
 type tailMark struct {
 	at   int64
 	hash uint64
@@ -250,6 +257,13 @@ func (r *reader) rest() {
 	r.in.store.Set(r.in.key(r.id), e)
 }
 
+func (r *reader) forgetMarks() {
+	r.tail = r.tail[:0]
+	r.mu.Lock()
+	r.tails, r.tailsN = [tailMarks]tailMark{}, 0
+	r.mu.Unlock()
+}
+
 // tailAt adds the tail hash for e.Offset when the reader still has it.
 // Callers hold r.mu.
 func (r *reader) tailAt(e *checkpoint.Entry) {
@@ -261,26 +275,34 @@ func (r *reader) tailAt(e *checkpoint.Entry) {
 	}
 }
 
-// remember keeps the last winBytes emitted, ending at end, and the hash of
-// their last 1 KiB for the checkpoint at end.
+// remember records the hash of the 1 KiB before end, the end of chunk
+// bytes b, keeping a rolling 1 KiB of what was emitted so that small chunks
+// hash the same span as large ones.
 func (r *reader) remember(b []byte, end int64) {
-	if r.win == nil {
-		r.win = make([]byte, 0, winBytes)
-	}
-	if len(b) >= winBytes {
-		r.win = append(r.win[:0], b[len(b)-winBytes:]...)
+	if len(b) >= fpBytes {
+		r.tail = append(r.tail[:0], b[len(b)-fpBytes:]...)
 	} else {
-		if keep := winBytes - len(b); len(r.win) > keep {
-			r.win = r.win[:copy(r.win, r.win[len(r.win)-keep:])]
+		if keep := fpBytes - len(b); len(r.tail) > keep {
+			r.tail = r.tail[:copy(r.tail, r.tail[len(r.tail)-keep:])]
 		}
-		r.win = append(r.win, b...)
+		r.tail = append(r.tail, b...)
 	}
-	n := min(len(r.win), fpBytes)
-	h := hashBytes(r.win[len(r.win)-n:])
+	h := hashBytes(r.tail)
 	r.mu.Lock()
-	r.tails[r.tailsN%len(r.tails)] = tailMark{at: end, hash: h, n: n}
+	r.tails[r.tailsN%len(r.tails)] = tailMark{at: end, hash: h, n: len(r.tail)}
 	r.tailsN++
 	r.mu.Unlock()
+}
+
+// marks returns the remembered chunk ends, newest first.
+func (r *reader) marks() []tailMark {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]tailMark, 0, min(r.tailsN, len(r.tails)))
+	for i := r.tailsN - 1; i >= 0 && i >= r.tailsN-len(r.tails); i-- {
+		out = append(out, r.tails[i%len(r.tails)])
+	}
+	return out
 }
 
 func (r *reader) head() fingerprint {
@@ -464,7 +486,7 @@ func (r *reader) readOnce(ctx context.Context, em pipeline.Emitter) (bool, error
 	c.Buf = data[:last+1]
 	c.End = r.off - int64(len(tail))
 	if spliced {
-		r.win = r.win[:0] // the buffer is no longer the file's bytes
+		r.forgetMarks() // the buffer is no longer the file's bytes
 	} else {
 		r.remember(c.Buf, c.End)
 	}
@@ -524,11 +546,11 @@ func (r *reader) setSize(size int64) {
 func (r *reader) truncated(em pipeline.Emitter, size int64) {
 	// What the file held beyond our offset before it was cut is gone
 	// unless a copy of it turns up; the input decides which, and counts.
-	t := &truncation{head: r.head(), off: r.consumed, win: r.win, lastSize: max(r.lastSize, r.off), at: time.Now(), path: r.currentPath()}
+	t := &truncation{head: r.head(), off: r.consumed, marks: r.marks(), lastSize: max(r.lastSize, r.off), at: time.Now(), path: r.currentPath()}
 	if t.head.n < fpBytes {
-		t.win = nil // too short to recognise a copy by
+		t.marks = nil // too short to recognise a copy by
 	}
-	r.win = nil
+	r.forgetMarks()
 	r.log.Info("file truncated; reading from the start", zap.Int64("old_offset", r.off), zap.Int64("size", size))
 	r.off, r.consumed, r.carry, r.skipping = 0, 0, r.carry[:0], false
 	// The new head first: a scan that still saw the old one would take
