@@ -25,6 +25,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -379,16 +380,40 @@ func BenchmarkReadFile(b *testing.B) {
 // rotation is one way of rotating the file under a running writer.
 type rotation struct {
 	name string
-	// rotate is called by the writer after every rotateEvery lines, with
-	// the writer's file (opened O_APPEND) and the rotated file's name; it
-	// returns the file to write to next, after writing to the old one for
-	// keepOld (the writer's lines go on at the same rate meanwhile).
+	// keepOld: the writer goes on appending to the renamed file for this
+	// long before it opens the new one (lines keep their rate meanwhile).
 	keepOld time.Duration
-	rotate  func(path, rotated string, f *os.File) (next *os.File, err error)
+	// background: rotate runs in its own goroutine while the writer goes
+	// on, as logrotate does; otherwise the writer calls it between lines.
+	background bool
+	// rotate rotates path to rotated; f is the writer's file (O_APPEND).
+	// It returns the file to write to next, or nil for the writer to open
+	// path anew (after keepOld).
+	rotate func(path, rotated string, f *os.File) (next *os.File, err error)
 }
 
 func openLog(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+}
+
+func copyTruncate(path, rotated string) error {
+	src, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := os.Create(rotated)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return err
+	}
+	if err := dst.Close(); err != nil {
+		return err
+	}
+	return os.Truncate(path, 0)
 }
 
 var rotations = []rotation{
@@ -397,10 +422,7 @@ var rotations = []rotation{
 		// once.
 		name: "rename",
 		rotate: func(path, rotated string, _ *os.File) (*os.File, error) {
-			if err := os.Rename(path, rotated); err != nil {
-				return nil, err
-			}
-			return nil, nil // the writer opens path anew
+			return nil, os.Rename(path, rotated)
 		},
 	},
 	{
@@ -413,27 +435,22 @@ var rotations = []rotation{
 		},
 	},
 	{
-		// logrotate's copytruncate, done by the writer between two lines
-		// so that the copy misses nothing: any loss is the reader's.
-		name: "copytruncate",
+		// logrotate's copytruncate: copy, then truncate, while the app
+		// goes on writing. Lines written between the end of the copy and
+		// the truncation are in neither file (counted as gap); a reader
+		// that read them before the truncation still has them.
+		name:       "copytruncate",
+		background: true,
 		rotate: func(path, rotated string, f *os.File) (*os.File, error) {
-			src, err := os.Open(path)
-			if err != nil {
-				return nil, err
-			}
-			defer src.Close()
-			dst, err := os.Create(rotated)
-			if err != nil {
-				return nil, err
-			}
-			if _, err := io.Copy(dst, src); err != nil {
-				dst.Close()
-				return nil, err
-			}
-			if err := dst.Close(); err != nil {
-				return nil, err
-			}
-			return f, f.Truncate(0)
+			return f, copyTruncate(path, rotated)
+		},
+	},
+	{
+		// copytruncate with the writer paused from copy to truncation,
+		// so every line is on disk: any loss is the reader's.
+		name: "copytruncate-paused",
+		rotate: func(path, rotated string, f *os.File) (*os.File, error) {
+			return f, copyTruncate(path, rotated)
 		},
 	},
 }
@@ -443,6 +460,8 @@ type rotationResult struct {
 	written, rotations int
 	rate               float64 // lines/s the writer achieved
 	lost, dup, bad     int     // bad: lines without a valid sequence number
+	gap                int     // of the lost, those in no file on disk afterwards
+	reopens            int     // nxadm/tail: times it reopened the file
 	firstLost          []int
 }
 
@@ -474,6 +493,14 @@ func writeRotating(path string, rot rotation, rate int, d time.Duration, rotateE
 		return 0, 0, err
 	}
 	defer func() { f.Close() }()
+	var bg chan error // the background rotation in progress
+	defer func() {
+		if bg != nil {
+			if e := <-bg; err == nil {
+				err = e
+			}
+		}
+	}()
 	g := newLineGen()
 	var buf []byte
 	start := time.Now()
@@ -496,19 +523,34 @@ func writeRotating(path string, rot rotation, rate int, d time.Duration, rotateE
 		}
 		if seq > 0 && seq%rotateEvery == 0 {
 			rotations++
-			next, err := rot.rotate(path, fmt.Sprintf("%s.%d", path, rotations), f)
-			if err != nil {
-				return seq, rotations, err
-			}
+			rotated := fmt.Sprintf("%s.%d", path, rotations)
 			switch {
-			case next != nil:
-				f = next
-			case rot.keepOld > 0:
-				old, reopenAt = f, time.Now().Add(rot.keepOld)
+			case rot.background:
+				if bg != nil {
+					if err := <-bg; err != nil {
+						return seq, rotations, err
+					}
+				}
+				bg = make(chan error, 1)
+				go func(f *os.File, done chan<- error) {
+					_, err := rot.rotate(path, rotated, f)
+					done <- err
+				}(f, bg)
 			default:
-				f.Close()
-				if f, err = openLog(path); err != nil {
+				next, err := rot.rotate(path, rotated, f)
+				if err != nil {
 					return seq, rotations, err
+				}
+				switch {
+				case next != nil:
+					f = next
+				case rot.keepOld > 0:
+					old, reopenAt = f, time.Now().Add(rot.keepOld)
+				default:
+					f.Close()
+					if f, err = openLog(path); err != nil {
+						return seq, rotations, err
+					}
 				}
 			}
 		}
@@ -518,6 +560,49 @@ func writeRotating(path string, rot rotation, rate int, d time.Duration, rotateE
 		}
 	}
 	return total, rotations, nil
+}
+
+// onDisk returns which of the first n sequence numbers are in path or its
+// rotated copies (complete lines only).
+func onDisk(b *testing.B, path string, n int) []bool {
+	files, err := filepath.Glob(path + "*")
+	if err != nil {
+		b.Fatal(err)
+	}
+	seen := make([]bool, n)
+	for _, name := range files {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				break
+			}
+			if seq := parseSeq(data[:i]); seq >= 0 && seq < n {
+				seen[seq] = true
+			}
+			data = data[i+1:]
+		}
+	}
+	return seen
+}
+
+// lineCounter is an io.Writer for nxadm/tail's logger that counts its
+// reopens.
+type lineCounter struct {
+	mu      sync.Mutex
+	reopens int
+}
+
+func (c *lineCounter) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("Successfully reopened")) {
+		c.mu.Lock()
+		c.reopens++
+		c.mu.Unlock()
+	}
+	return len(p), nil
 }
 
 func runRotation(b *testing.B, reader string, rot rotation) rotationResult {
@@ -537,9 +622,12 @@ func runRotation(b *testing.B, reader string, rot rotation) rotationResult {
 	}
 	sc := &seqCounter{counts: make([]uint16, rate*secs+1)}
 	var stop func()
+	var nxlog lineCounter
 	switch reader {
 	case "nxadm":
-		t, err := tail.TailFile(path, nxadmConfig())
+		cfg := nxadmConfig()
+		cfg.Logger = log.New(&nxlog, "", 0)
+		t, err := tail.TailFile(path, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -556,6 +644,8 @@ func runRotation(b *testing.B, reader string, rot rotation) rotationResult {
 		}()
 		stop = func() { t.Stop(); t.Cleanup(); <-done }
 	case "tailship":
+		// The shipped defaults: poll_interval 250ms, scan_interval 10s,
+		// close_removed_after 5s, with inotify hints.
 		stop = startTailship(b, path, &countEmitter{onLine: func(l []byte) { sc.add(parseSeq(l)) }})
 	}
 	time.Sleep(200 * time.Millisecond) // both readers have opened the file and set up inotify
@@ -578,12 +668,19 @@ func runRotation(b *testing.B, reader string, rot rotation) rotationResult {
 		}
 	}
 	stop()
-	res := rotationResult{written: written, rotations: rotations, rate: float64(written) / elapsed.Seconds(), bad: sc.bad}
+	disk := onDisk(b, path, written)
+	nxlog.mu.Lock()
+	reopens := nxlog.reopens
+	nxlog.mu.Unlock()
+	res := rotationResult{written: written, rotations: rotations, rate: float64(written) / elapsed.Seconds(), bad: sc.bad, reopens: reopens}
 	for seq, n := range sc.counts[:written] {
 		switch {
 		case n == 0:
 			res.lost++
-			if len(res.firstLost) < 5 {
+			if !disk[seq] {
+				res.gap++
+			}
+			if len(res.firstLost) < 3 {
 				res.firstLost = append(res.firstLost, seq)
 			}
 		case n > 1:
@@ -601,25 +698,31 @@ func BenchmarkRotation(b *testing.B) {
 		b.Run(reader, func(b *testing.B) {
 			for _, rot := range rotations {
 				b.Run(rot.name, func(b *testing.B) {
-					var lost, dup, bad, written, rotated int
+					var lost, gap, dup, bad, written, rotated, reopens int
 					var rate float64
 					for range b.N {
 						r := runRotation(b, reader, rot)
-						b.Logf("%s/%s: wrote %d lines at %.0f lines/s, %d rotations: lost %d (first %v), duplicated %d, malformed %d",
-							reader, rot.name, r.written, r.rate, r.rotations, r.lost, r.firstLost, r.dup, r.bad)
+						b.Logf("%s/%s: wrote %d lines at %.0f lines/s, %d rotations: lost %d (first %v; %d of them in no file on disk), duplicated %d, malformed %d, nxadm reopens %d",
+							reader, rot.name, r.written, r.rate, r.rotations, r.lost, r.firstLost, r.gap, r.dup, r.bad, r.reopens)
 						lost += r.lost
+						gap += r.gap
 						dup += r.dup
 						bad += r.bad
 						written += r.written
 						rotated += r.rotations
+						reopens += r.reopens
 						rate += r.rate
 					}
 					n := float64(b.N)
 					b.ReportMetric(float64(lost)/n, "lost/op")
+					b.ReportMetric(float64(gap)/n, "gap/op")
 					b.ReportMetric(float64(dup)/n, "dup/op")
 					b.ReportMetric(float64(bad)/n, "malformed/op")
 					b.ReportMetric(float64(written)/n, "written/op")
 					b.ReportMetric(float64(rotated)/n, "rotations/op")
+					if reader == "nxadm" {
+						b.ReportMetric(float64(reopens)/n, "reopens/op")
+					}
 					b.ReportMetric(rate/n, "writer-lines/s")
 				})
 			}
