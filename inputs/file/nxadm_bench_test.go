@@ -18,7 +18,11 @@ package file
 // BenchmarkRotation runs a writer appending sequence-numbered lines, one
 // write(2) per line, at 100,000 lines/s (TAILSHIP_ROTATION_RATE) for a few
 // seconds (TAILSHIP_ROTATION_SECONDS, default 3), rotating every 50,000
-// lines, and counts at the reader the sequence numbers lost and duplicated.
+// lines (rename; rename with the old file written for 20 ms more;
+// copytruncate beside the writer, as logrotate does it; copytruncate with
+// the writer paused), and counts at the reader the sequence numbers lost
+// (lost/op; gap/op is the part of them that no file on disk holds any more)
+// and duplicated (dup/op). Each run is logged with -v.
 
 import (
 	"bytes"
@@ -216,7 +220,7 @@ func (e *countEmitter) putLocked(c *pipeline.Chunk) {
 
 // startTailship runs this package's Input on path into em until the
 // returned stop is called. cfg defaults are the shipped ones.
-func startTailship(b *testing.B, path string, em pipeline.Emitter) (stop func()) {
+func startTailship(b *testing.B, path string, em pipeline.Emitter) (stop func(), stats *pipeline.Stats) {
 	b.Helper()
 	dir := filepath.Dir(path)
 	cfg := defaults()
@@ -228,7 +232,8 @@ func startTailship(b *testing.B, path string, em pipeline.Emitter) (stop func())
 	if err != nil {
 		b.Fatal(err)
 	}
-	in, err := cfg.Build(pipeline.BuildContext{Name: "bench", Checkpoints: store, Stats: &pipeline.Stats{}})
+	stats = &pipeline.Stats{}
+	in, err := cfg.Build(pipeline.BuildContext{Name: "bench", Checkpoints: store, Stats: stats})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -240,7 +245,7 @@ func startTailship(b *testing.B, path string, em pipeline.Emitter) (stop func())
 			b.Error(err)
 		}
 	}()
-	return func() { cancel(); <-done }
+	return func() { cancel(); <-done }, stats
 }
 
 // nxadmConfig is how nxadm/tail is configured to follow a file across
@@ -331,7 +336,7 @@ func BenchmarkReadFile(b *testing.B) {
 					close(done)
 				}
 			}}
-			stop := startTailship(b, path, em)
+			stop, _ := startTailship(b, path, em)
 			<-done
 			stop()
 			os.Remove(filepath.Join(dir, "checkpoints.json"))
@@ -357,7 +362,7 @@ func BenchmarkReadFile(b *testing.B) {
 			r.Start(abort)
 			p.Start(abort)
 			st := p.NewStream("bench", 1<<20, nil, nil, []*pipeline.Runner{r})
-			stop := startTailship(b, path, st)
+			stop, _ := startTailship(b, path, st)
 			for {
 				if n, _, _ := out.Counts(); n >= int64(nlines) {
 					break
@@ -458,11 +463,13 @@ var rotations = []rotation{
 // rotationResult is what one run of a writer and a reader came to.
 type rotationResult struct {
 	written, rotations int
-	rate               float64 // lines/s the writer achieved
-	lost, dup, bad     int     // bad: lines without a valid sequence number
-	gap                int     // of the lost, those in no file on disk afterwards
-	reopens            int     // nxadm/tail: times it reopened the file
-	firstLost          []int
+	rate               float64  // lines/s the writer achieved
+	lost, dup, bad     int      // bad: lines without a valid sequence number
+	gap                int      // of the lost, those in no file on disk afterwards
+	reopens            int      // nxadm/tail: times it reopened the file
+	lostRanges         [][2]int // the first few runs of lost sequence numbers
+	lostBytes          int64    // bytes of the lost lines
+	countedLost        int64    // tailship: lost_bytes{truncated,deleted} it counted itself
 }
 
 // seqCounter counts how often each sequence number was read.
@@ -487,7 +494,7 @@ func (s *seqCounter) add(seq int) {
 // writeRotating appends lines to path at rate lines/s for d, one write(2)
 // per line, rotating every rotateEvery lines. It returns the lines written
 // and the rotations done.
-func writeRotating(path string, rot rotation, rate int, d time.Duration, rotateEvery int) (written, rotations int, err error) {
+func writeRotating(path string, rot rotation, rate int, d time.Duration, rotateEvery int, lineLens []uint16) (written, rotations int, err error) {
 	f, err := openLog(path)
 	if err != nil {
 		return 0, 0, err
@@ -555,6 +562,7 @@ func writeRotating(path string, rot rotation, rate int, d time.Duration, rotateE
 			}
 		}
 		buf = g.append(buf[:0], seq)
+		lineLens[seq] = uint16(len(buf))
 		if _, err := f.Write(buf); err != nil {
 			return seq, rotations, err
 		}
@@ -623,6 +631,7 @@ func runRotation(b *testing.B, reader string, rot rotation) rotationResult {
 	sc := &seqCounter{counts: make([]uint16, rate*secs+1)}
 	var stop func()
 	var nxlog lineCounter
+	var tstats *pipeline.Stats
 	switch reader {
 	case "nxadm":
 		cfg := nxadmConfig()
@@ -646,11 +655,12 @@ func runRotation(b *testing.B, reader string, rot rotation) rotationResult {
 	case "tailship":
 		// The shipped defaults: poll_interval 250ms, scan_interval 10s,
 		// close_removed_after 5s, with inotify hints.
-		stop = startTailship(b, path, &countEmitter{onLine: func(l []byte) { sc.add(parseSeq(l)) }})
+		stop, tstats = startTailship(b, path, &countEmitter{onLine: func(l []byte) { sc.add(parseSeq(l)) }})
 	}
 	time.Sleep(200 * time.Millisecond) // both readers have opened the file and set up inotify
 	t0 := time.Now()
-	written, rotations, err := writeRotating(path, rot, rate, time.Duration(secs)*time.Second, rotateEvery)
+	lineLens := make([]uint16, rate*secs+1)
+	written, rotations, err := writeRotating(path, rot, rate, time.Duration(secs)*time.Second, rotateEvery, lineLens)
 	elapsed := time.Since(t0)
 	if err != nil {
 		stop()
@@ -673,6 +683,9 @@ func runRotation(b *testing.B, reader string, rot rotation) rotationResult {
 	reopens := nxlog.reopens
 	nxlog.mu.Unlock()
 	res := rotationResult{written: written, rotations: rotations, rate: float64(written) / elapsed.Seconds(), bad: sc.bad, reopens: reopens}
+	if tstats != nil {
+		res.countedLost = tstats.LostBytes("truncated").Load() + tstats.LostBytes("deleted").Load()
+	}
 	for seq, n := range sc.counts[:written] {
 		switch {
 		case n == 0:
@@ -680,8 +693,11 @@ func runRotation(b *testing.B, reader string, rot rotation) rotationResult {
 			if !disk[seq] {
 				res.gap++
 			}
-			if len(res.firstLost) < 3 {
-				res.firstLost = append(res.firstLost, seq)
+			res.lostBytes += int64(lineLens[seq])
+			if k := len(res.lostRanges); k > 0 && res.lostRanges[k-1][1] == seq-1 {
+				res.lostRanges[k-1][1] = seq
+			} else if k < 8 {
+				res.lostRanges = append(res.lostRanges, [2]int{seq, seq})
 			}
 		case n > 1:
 			res.dup += int(n) - 1
@@ -702,8 +718,8 @@ func BenchmarkRotation(b *testing.B) {
 					var rate float64
 					for range b.N {
 						r := runRotation(b, reader, rot)
-						b.Logf("%s/%s: wrote %d lines at %.0f lines/s, %d rotations: lost %d (first %v; %d of them in no file on disk), duplicated %d, malformed %d, nxadm reopens %d",
-							reader, rot.name, r.written, r.rate, r.rotations, r.lost, r.firstLost, r.gap, r.dup, r.bad, r.reopens)
+						b.Logf("%s/%s: wrote %d lines at %.0f lines/s, %d rotations: lost %d (%d bytes; %d of them in no file on disk; runs %v), duplicated %d, malformed %d, nxadm reopens %d, tailship counted lost bytes %d",
+							reader, rot.name, r.written, r.rate, r.rotations, r.lost, r.lostBytes, r.gap, r.lostRanges, r.dup, r.bad, r.reopens, r.countedLost)
 						lost += r.lost
 						gap += r.gap
 						dup += r.dup
