@@ -22,10 +22,22 @@ import (
 // pause. Lines written between the end of the copy and the truncation are
 // in neither file; those are the only lines that may be lost. Every line
 // that is on disk at the end must arrive, and none twice.
+//
+// Run twice: with the copies matching the globs (app.log*), and with only
+// the live name in the globs (app.log), where the copy is found next to it.
 func TestCopyTruncateAt100kLinesPerSecond(t *testing.T) {
 	t.Parallel()
+	for _, glob := range []string{"app.log*", "app.log"} {
+		t.Run(glob, func(t *testing.T) {
+			t.Parallel()
+			copyTruncateRun(t, glob)
+		})
+	}
+}
+
+func copyTruncateRun(t *testing.T, glob string) {
 	dir := t.TempDir()
-	cfg := writeConfig(t, dir, replaceGlob(rotationConfig, "app.log*"))
+	cfg := writeConfig(t, dir, replaceGlob(rotationConfig, glob))
 	logs := filepath.Join(dir, "logs")
 	os.MkdirAll(logs, 0o755)
 	live := filepath.Join(logs, "app.log")

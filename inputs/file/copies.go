@@ -1,13 +1,17 @@
 package file
 
 import (
+	"context"
 	"errors"
 	"hash/fnv"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/tailship/tailship/pipeline"
 )
 
 // copytruncate rotation copies app.log to app.log.1 and then truncates
@@ -45,25 +49,82 @@ func (in *Input) noteTruncation(t *truncation) {
 	in.requestScan()
 }
 
-// settleTruncations counts as lost what no copy took over, once a scan that
-// started after the truncation has looked for the copy.
-func (in *Input) settleTruncations(started time.Time) {
+// settleTruncations deals with truncations no copy in the globs took over,
+// once a scan that started after the truncation has looked for one: a copy
+// next to the file that the globs do not match is read from where the
+// original's reader stopped; failing that, what the reader had seen on disk
+// and not read is counted as lost.
+func (in *Input) settleTruncations(ctx context.Context, em pipeline.Emitter, started time.Time) {
 	kept := in.truncs[:0]
 	for _, t := range in.truncs {
 		switch {
 		case t.claimed:
-		case t.at.Before(started):
+		case !t.at.Before(started):
+			kept = append(kept, t)
+		case in.rescue(ctx, em, t):
+		case int(in.open.Load()) >= in.maxOpen && time.Since(t.at) < copyWait:
+			kept = append(kept, t) // no descriptor to look with yet
+		default:
 			if lost := t.lastSize - t.off; lost > 0 {
 				in.stats.LostBytes("truncated").Add(lost)
 				in.log.Warn("file truncated before it was read to its end; no copy of it was found",
 					zap.String("input", in.name), zap.String("path", t.path), zap.Int64("bytes", lost))
 			}
-		default:
-			kept = append(kept, t)
 		}
 	}
 	clear(in.truncs[len(kept):])
 	in.truncs = kept
+}
+
+// rescue looks for a copy of a truncated file in its directory among files
+// the globs do not match (copytruncate with include = ["app.log"]), and
+// reads from it, once, what the original's reader had not reached. It
+// reports whether it found one.
+func (in *Input) rescue(ctx context.Context, em pipeline.Emitter, t *truncation) bool {
+	if t.head.n < fpBytes || len(t.marks) == 0 || int(in.open.Load()) >= in.maxOpen {
+		return false
+	}
+	dir := filepath.Dir(t.path)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		if !e.Type().IsRegular() || p == t.path {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || fi.Size() < fpBytes {
+			continue
+		}
+		id, ok := statID(fi)
+		if _, tracked := in.readers[id]; !ok || tracked {
+			continue
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		fp, err := headFingerprint(f, fpBytes)
+		at, ok := t.verify(f, fi.Size())
+		if err != nil || fp != t.head || !ok {
+			f.Close()
+			continue
+		}
+		in.open.Add(1)
+		t.claimed = true
+		if lost := t.lastSize - max(fi.Size(), t.off); lost > 0 {
+			in.stats.LostBytes("truncated").Add(lost)
+		}
+		in.log.Info("reading the rest of a truncated file from its copy outside the globs",
+			zap.String("input", in.name), zap.String("original", t.path), zap.String("copy", p), zap.Int64("offset", at))
+		r := newReader(in, id, p, false)
+		r.claim, r.once = at, true
+		in.startReader(ctx, em, r, f)
+		return true
+	}
+	return false
 }
 
 // place decides where a new reader of f starts. It returns -1 to let the
@@ -72,9 +133,9 @@ func (in *Input) settleTruncations(started time.Time) {
 // file that is still being read.
 func (in *Input) place(id fileID, f *os.File, size int64) (at int64, deferred bool) {
 	if size == 0 {
-		// Nothing to read yet, and it may be a copy that is just being
-		// written. A write event or the next scan looks again.
-		return 0, true
+		// Open it now (it may be renamed away before the next scan); its
+		// reader checks whether it is a copy once it has bytes (fresh).
+		return -1, false
 	}
 	fp, raw, err := readHead(f, int(min(size, fpBytes)))
 	if err != nil {
@@ -133,6 +194,24 @@ func (in *Input) place(id fileID, f *os.File, size int64) (at int64, deferred bo
 		}
 	}
 	return -1, false
+}
+
+// looksLikeCopy reports whether r's file, empty when its reader started,
+// begins like a file another reader follows: a copy being written. Its
+// reader then stops, and the scan places it as a copy.
+func (in *Input) looksLikeCopy(r *reader, size int64) bool {
+	fp, raw, err := readHead(r.f, int(min(size, fpBytes)))
+	if err != nil {
+		return false
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, o := range in.readers {
+		if o != r && !o.gone.Load() && (o.head() == fp && fp.n == fpBytes || fp.n < fpBytes && o.headHasPrefix(raw)) {
+			return true
+		}
+	}
+	return false
 }
 
 // verify checks that f holds the bytes the truncated file's reader last

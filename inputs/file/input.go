@@ -310,7 +310,7 @@ func (in *Input) scan(ctx context.Context, em pipeline.Emitter) {
 	if blocked > 0 {
 		in.evictIdle(blocked)
 	}
-	in.settleTruncations(started)
+	in.settleTruncations(ctx, em, started)
 	if time.Since(in.lastGC) >= in.cfg.ScanInterval.D() {
 		in.lastGC = time.Now()
 		in.collectCheckpoints(found)
@@ -391,9 +391,17 @@ func (in *Input) openCandidate(ctx context.Context, em pipeline.Emitter, c candi
 		old.markGone()
 	}
 	r := newReader(in, c.id, c.path, c.initial)
-	r.f = f
 	r.claim = at
-	in.readers[c.id] = r
+	r.fresh = fi.Size() == 0
+	in.startReader(ctx, em, r, f)
+	return true
+}
+
+// startReader runs r on f, already opened and counted in in.open. Callers
+// hold in.mu.
+func (in *Input) startReader(ctx context.Context, em pipeline.Emitter, r *reader, f *os.File) {
+	r.f = f
+	in.readers[r.id] = r
 	in.stats.FilesOpen.Add(1)
 	in.wg.Add(1)
 	go func() {
@@ -402,13 +410,12 @@ func (in *Input) openCandidate(ctx context.Context, em pipeline.Emitter, c candi
 		in.open.Add(-1)
 		in.stats.FilesOpen.Add(-1)
 		in.mu.Lock()
-		if in.readers[c.id] == r {
-			delete(in.readers, c.id)
+		if in.readers[r.id] == r {
+			delete(in.readers, r.id)
 		}
 		in.mu.Unlock()
 		in.requestScan() // a descriptor is free for a waiting file
 	}()
-	return true
 }
 
 // evictIdle asks up to n readers that sit at the end of their file to close

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,6 +89,35 @@ func TestCopyTruncateReaderBehindReadsRestFromCopy(t *testing.T) {
 	}
 }
 
+// The same with the copy outside the globs (include = *.log, copy a.log.1):
+// the rest is read from the copy once, found next to the truncated file.
+func TestCopyTruncateCopyOutsideGlobReadsRest(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.log")
+	appendLines(t, path, "a", 0, 200000)
+	h := newHarness(t, dir, nil)
+	h.memory = 512 << 10
+	block := make(chan struct{})
+	h.out.Block = block
+	h.start()
+	time.Sleep(200 * time.Millisecond)
+	copyFile(t, path, path+".1")
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, path, "a", 200000, 201000)
+	close(block)
+	h.waitLines(201000)
+	time.Sleep(300 * time.Millisecond)
+	h.stop()
+	if err := pipelinetest.CheckSequences(sortedBySeq(h.out.Lines()), map[string]int{"a": 201000}); err != nil {
+		t.Fatal(err)
+	}
+	if lost := h.stats.LostBytes("truncated").Load(); lost != 0 {
+		t.Fatalf("counted %d bytes lost, but the copy held them", lost)
+	}
+}
+
 // sortedBySeq orders lines of one source by sequence number: lines of the
 // copy and of the truncated original interleave.
 func sortedBySeq(lines []string) []string {
@@ -144,6 +174,10 @@ func TestMaxOpenFiles(t *testing.T) {
 	h.start()
 	stop := make(chan struct{})
 	peak := make(chan int64)
+	// The sampler does not look while the test writes: a writer's
+	// descriptor closed and its number reused between reading the link and
+	// the flags would be counted as the reader's.
+	var writing sync.Mutex
 	go func() {
 		var p int64
 		for {
@@ -153,15 +187,19 @@ func TestMaxOpenFiles(t *testing.T) {
 				return
 			default:
 			}
+			writing.Lock()
 			p = max(p, h.stats.FilesOpen.Load(), int64(openIn(t, dir)))
+			writing.Unlock()
 			time.Sleep(time.Millisecond)
 		}
 	}()
 	h.waitLines(files * lines / 2)
+	writing.Lock()
 	for i := range files {
 		name := fmt.Sprintf("f%02d", i)
 		appendLines(t, filepath.Join(dir, name+".log"), name, lines/2, lines)
 	}
+	writing.Unlock()
 	h.waitLines(files * lines)
 	close(stop)
 	p := <-peak
@@ -387,5 +425,35 @@ func TestBusyFileDoesNotStarveOthers(t *testing.T) {
 	}
 	if lastSmall > lastBig {
 		t.Fatalf("the small file's last line came at %d, after the big file's last at %d: starved", lastSmall, lastBig)
+	}
+}
+
+// A file created empty and renamed out of the globs soon after it was
+// written is still read: it is opened when found, empty or not, so the
+// rename cannot hide it (only events trigger scans here).
+func TestEmptyNewFileOpenedAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.log")
+	appendLines(t, path, "g0", 0, 1000)
+	h := newHarness(t, dir, func(c *Config) { c.ScanInterval = config.Dur(time.Hour) })
+	h.start()
+	h.waitLines(1000)
+	for g := 1; g <= 3; g++ {
+		if err := os.Rename(path, fmt.Sprintf("%s.%d", path, g)); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		time.Sleep(100 * time.Millisecond) // the create event's scan finds it empty
+		appendLines(t, path, fmt.Sprintf("g%d", g), 0, 1000)
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.waitLines(4000)
+	h.stop()
+	if err := pipelinetest.CheckSequences(h.out.Lines(), map[string]int{"g0": 1000, "g1": 1000, "g2": 1000, "g3": 1000}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -67,6 +67,8 @@ type reader struct {
 
 	f        *os.File
 	claim    int64  // where the scan decided reading starts (a copy of content already read); -1: checkpoint or start_at
+	once     bool   // read to the end and stop: a copy outside the globs, read for what its original lost
+	fresh    bool   // the file was empty when found: check, at its first bytes, that it is not a copy
 	off      int64  // next byte to read
 	consumed int64  // end of the last line emitted: where a checkpoint or a copy's reader may resume
 	tail     []byte // the last bytes emitted (up to 1 KiB), ending at consumed
@@ -113,7 +115,10 @@ func (r *reader) markGone() {
 	}
 }
 
-var errGaveUp = errors.New("deleted file held for max_hold; unread rest given up")
+var (
+	errGaveUp = errors.New("deleted file held for max_hold; unread rest given up")
+	errCopy   = errors.New("a copy of a file being read; the scan places it")
+)
 
 // nlink returns the file's link count (0 once it is deleted).
 func nlink(fi os.FileInfo) uint64 {
@@ -205,7 +210,10 @@ func (r *reader) run(ctx context.Context, em pipeline.Emitter, f *os.File) {
 	for ctx.Err() == nil {
 		progressed, err := r.readOnce(ctx, em)
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, errGaveUp) {
+			if errors.Is(err, errCopy) {
+				r.in.requestScan()
+			}
+			if ctx.Err() == nil && !errors.Is(err, errGaveUp) && !errors.Is(err, errCopy) {
 				r.log.Warn("read failed", zap.Error(err))
 			}
 			break
@@ -215,7 +223,7 @@ func (r *reader) run(ctx context.Context, em pipeline.Emitter, f *os.File) {
 			continue
 		}
 		r.atEOF.Store(true)
-		if r.idle() {
+		if r.once || r.idle() {
 			break
 		}
 		if r.closeIdle() {
@@ -421,6 +429,12 @@ func (r *reader) readOnce(ctx context.Context, em pipeline.Emitter) (bool, error
 	}
 	if size == r.off {
 		return false, nil
+	}
+	if r.fresh {
+		r.fresh = false
+		if r.off == 0 && r.in.looksLikeCopy(r, size) {
+			return false, errCopy
+		}
 	}
 	if r.fp.n < fpBytes && size > int64(r.fp.n) {
 		r.refreshFingerprint(size)
