@@ -102,6 +102,12 @@ func New(cfg *Config, log *zap.Logger) (*Agent, error) {
 		}
 		common := ic.Common()
 		st := a.pipe.NewStream(name, int(common.MaxLineBytes), staticFields(common.Fields), nil, routes[name])
+		ps, err := pipeline.BuildParser(common)
+		if err != nil {
+			closeBuilt()
+			return nil, fmt.Errorf("input %s: parser: %w", name, err)
+		}
+		st.SetParser(ps)
 		a.inputs = append(a.inputs, namedInput{name, in, st})
 	}
 	return a, nil

@@ -12,6 +12,9 @@ type Stats struct {
 	InputLines     atomic.Int64
 	InputBytes     atomic.Int64
 	LinesTruncated atomic.Int64
+	// ParseErrors counts lines a parser rejected; they are shipped raw
+	// with a parse_error field.
+	ParseErrors atomic.Int64
 
 	mu        sync.Mutex
 	dropped   map[string]*atomic.Int64

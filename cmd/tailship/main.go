@@ -19,6 +19,7 @@ import (
 	_ "github.com/tailship/tailship/inputs/file"
 	_ "github.com/tailship/tailship/outputs/file"
 	_ "github.com/tailship/tailship/outputs/stdout"
+	_ "github.com/tailship/tailship/parse"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".

@@ -1,0 +1,234 @@
+package parse
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+	"unsafe"
+
+	"github.com/tailship/tailship/config"
+	"github.com/tailship/tailship/pipeline"
+)
+
+func init() {
+	register("json", []string{"timestamp"}, nil, func(s *pipeline.InputSettings) (func() pipeline.Parser, error) {
+		return func() pipeline.Parser { return newJSON() }, nil
+	})
+	register("logfmt", []string{"timestamp"}, nil, func(s *pipeline.InputSettings) (func() pipeline.Parser, error) {
+		return func() pipeline.Parser { return &logfmtParser{} }, nil
+	})
+	register("regex", []string{"pattern", "timestamp"}, nil, func(s *pipeline.InputSettings) (func() pipeline.Parser, error) {
+		re, err := compileRegex(s.Parse.Pattern)
+		if err != nil {
+			return nil, err
+		}
+		return func() pipeline.Parser { return re.parser() }, nil
+	})
+	register("cri", []string{"timestamp", "partial_timeout"}, defaultTime, func(s *pipeline.InputSettings) (func() pipeline.Parser, error) {
+		return func() pipeline.Parser { return criParser{} }, nil
+	})
+	register("docker", []string{"timestamp", "partial_timeout"}, defaultTime, func(s *pipeline.InputSettings) (func() pipeline.Parser, error) {
+		return func() pipeline.Parser { return newDocker() }, nil
+	})
+	register("syslog", []string{"timestamp"}, nil, func(s *pipeline.InputSettings) (func() pipeline.Parser, error) {
+		return func() pipeline.Parser { return &syslogParser{} }, nil
+	})
+}
+
+// defaultTime is the timestamp of parsers whose format carries one (cri and
+// docker write RFC 3339 with nanoseconds in "time").
+var defaultTime = &pipeline.TimestampSettings{Field: "time", Layout: time.RFC3339Nano}
+
+// register wraps a parser's constructor with what every parser shares:
+// rejecting options it does not use, the timestamp option, and, for cri
+// and docker, the ordered reassembly stage.
+func register(name string, uses []string, defTime *pipeline.TimestampSettings,
+	build func(s *pipeline.InputSettings) (func() pipeline.Parser, error)) {
+	used := map[string]bool{}
+	for _, u := range uses {
+		used[u] = true
+	}
+	pipeline.RegisterParser(name, func(s *pipeline.InputSettings) (pipeline.ParserSpec, error) {
+		var errs []error
+		p := s.Parse
+		if p.Pattern != "" && !used["pattern"] {
+			errs = append(errs, config.Errorf("parse.pattern", "is only used by parser = \"regex\", not %q", name))
+		}
+		ts := p.Timestamp
+		if ts == (pipeline.TimestampSettings{}) && defTime != nil {
+			ts = *defTime
+		}
+		tr, err := newTimeReader(ts)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		var maxPartial time.Duration
+		if used["partial_timeout"] {
+			maxPartial = p.PartialTimeout.D()
+			if maxPartial <= 0 {
+				errs = append(errs, config.Errorf("parse.partial_timeout", "must be above 0"))
+			}
+		}
+		newParser, err := build(s)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if err := errors.Join(errs...); err != nil {
+			return pipeline.ParserSpec{}, err
+		}
+		spec := pipeline.ParserSpec{Name: name, New: newParser}
+		if tr != nil {
+			spec.New = func() pipeline.Parser { return &timed{p: newParser(), t: tr} }
+		}
+		if used["partial_timeout"] {
+			format := criFormat
+			if name == "docker" {
+				format = dockerFormat
+			}
+			maxLine := int(s.MaxLineBytes)
+			spec.NewOrdered = func(st *pipeline.Stats) pipeline.Ordered {
+				return newJoiner(format, maxLine, maxPartial, st)
+			}
+		}
+		return spec, nil
+	})
+}
+
+// timeReader sets Event.Time from a parsed field.
+type timeReader struct {
+	field  string
+	layout string
+	unit   time.Duration // for unix layouts; 0 for a Go layout
+}
+
+func newTimeReader(ts pipeline.TimestampSettings) (*timeReader, error) {
+	if ts == (pipeline.TimestampSettings{}) {
+		return nil, nil
+	}
+	if ts.Field == "" {
+		return nil, config.Errorf("parse.timestamp.field", "is required with parse.timestamp")
+	}
+	t := &timeReader{field: ts.Field, layout: ts.Layout}
+	switch ts.Layout {
+	case "":
+		return nil, config.Errorf("parse.timestamp.layout", "is required: a Go layout such as %q, or unix, unix_ms, unix_us, unix_ns", time.RFC3339)
+	case "unix":
+		t.unit = time.Second
+	case "unix_ms":
+		t.unit = time.Millisecond
+	case "unix_us":
+		t.unit = time.Microsecond
+	case "unix_ns":
+		t.unit = time.Nanosecond
+	default:
+		// A layout without any reference element parses nothing; that
+		// is always a mistake in the config.
+		now := time.Date(2006, 1, 2, 15, 4, 5, 0, time.UTC)
+		if now.Format(ts.Layout) == ts.Layout {
+			return nil, config.Errorf("parse.timestamp.layout", "%q has no time elements (write the reference time Mon Jan 2 15:04:05 MST 2006)", ts.Layout)
+		}
+	}
+	return t, nil
+}
+
+var errNoTimeField = errors.New("timestamp field missing")
+
+func (t *timeReader) read(ev *pipeline.Event, fields []pipeline.Field) error {
+	var raw []byte
+	found := false
+	for i := range fields {
+		if fields[i].Key != t.field {
+			continue
+		}
+		found = true
+		switch v := fields[i].Value.(type) {
+		case *pipeline.RawJSON:
+			raw = *v // a JSON number, for unix layouts
+		default:
+			raw, _ = pipeline.Bytes(v)
+		}
+		break
+	}
+	if !found {
+		return fmt.Errorf("timestamp: field %q missing", t.field)
+	}
+	if t.unit != 0 {
+		ts, err := parseUnix(raw, t.unit)
+		if err != nil {
+			return fmt.Errorf("timestamp: field %q: %w", t.field, err)
+		}
+		ev.Time = ts
+		return nil
+	}
+	// time.Parse takes a string; converting raw would allocate per event.
+	// The string only lives through this call: raw stays valid (it is in
+	// the chunk) and the error, which keeps it, is formatted before the
+	// chunk can be released.
+	ts, err := time.Parse(t.layout, unsafe.String(unsafe.SliceData(raw), len(raw)))
+	if err != nil {
+		return fmt.Errorf("timestamp: field %q: %s", t.field, err.Error())
+	}
+	ev.Time = ts
+	return nil
+}
+
+// parseUnix reads an integer or decimal count of unit since the epoch.
+func parseUnix(b []byte, unit time.Duration) (time.Time, error) {
+	s := unsafe.String(unsafe.SliceData(b), len(b))
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Unix(0, 0).Add(time.Duration(n) * unit).UTC(), checkRange(float64(n), unit)
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is not a number", string(b))
+	}
+	if err := checkRange(f, unit); err != nil {
+		return time.Time{}, err
+	}
+	return time.Unix(0, int64(f*float64(unit))).UTC(), nil
+}
+
+// checkRange rejects epochs a time.Duration from 1970 cannot hold (about
+// 292 years), which would otherwise wrap around silently.
+func checkRange(n float64, unit time.Duration) error {
+	if ns := n * float64(unit); ns > 1<<63-1 || ns < -(1<<63) {
+		return fmt.Errorf("%g is out of range", n)
+	}
+	return nil
+}
+
+// timed runs a parser and then reads the event time.
+type timed struct {
+	p pipeline.Parser
+	t *timeReader
+}
+
+func (t *timed) Parse(ev *pipeline.Event, a *pipeline.Arena) error {
+	if err := t.p.Parse(ev, a); err != nil {
+		return err
+	}
+	return t.t.read(ev, a.Fields())
+}
+
+// keyCache interns field keys: a line's keys are bytes, Field.Key is a
+// string, and most sources repeat a small set of keys, so a lookup
+// (which does not allocate) replaces an allocation per field. It is bounded
+// so that lines with random keys cannot grow it without end.
+type keyCache map[string]string
+
+const maxCachedKeys = 4096
+
+func (k *keyCache) get(b []byte) string {
+	if s, ok := (*k)[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if *k == nil {
+		*k = make(keyCache, 64)
+	}
+	if len(*k) < maxCachedKeys {
+		(*k)[s] = s
+	}
+	return s
+}

@@ -1,0 +1,165 @@
+package pipeline_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/tailship/tailship/parse" // registers the parsers
+	"github.com/tailship/tailship/pipeline"
+	"github.com/tailship/tailship/pipeline/codec"
+	"github.com/tailship/tailship/pipeline/pipelinetest"
+)
+
+// renderJSON records an event as the JSON encoder writes it, plus its time.
+func renderJSON(src *pipeline.Source, ev *pipeline.Event) string {
+	b := codec.AppendJSON(nil, src, ev)
+	if !ev.Time.IsZero() {
+		b = append(b, " @"+ev.Time.UTC().Format(time.RFC3339Nano)...)
+	}
+	return string(b)
+}
+
+// emitLines emits lines as one source in chunks of k lines, the way an
+// input does, and returns the source and its total size.
+func emitLines(t *testing.T, st *pipeline.Stream, name string, lines []string, k int) (*pipeline.Source, int64) {
+	src := st.NewSource(name, nil)
+	var off int64
+	for i := 0; i < len(lines); i += k {
+		var buf []byte
+		for _, l := range lines[i:min(i+k, len(lines))] {
+			buf = append(buf, l...)
+			buf = append(buf, '\n')
+		}
+		c, err := st.NewChunk(context.Background(), src, len(buf))
+		if err != nil {
+			t.Error(err)
+			return src, off
+		}
+		c.Buf = append(c.Buf, buf...)
+		off += int64(len(buf))
+		c.End = off
+		if err := st.Emit(context.Background(), c); err != nil {
+			t.Error(err)
+			return src, off
+		}
+	}
+	return src, off
+}
+
+// TestJSONParserThroughPool: three sources of JSON lines, with malformed
+// lines mixed in, run through 4 workers with parser = "json" and a
+// timestamp. Every line arrives once, in order per source, with every
+// field typed as written (strings, numbers, booleans, nested objects), the
+// event time set, and the malformed lines shipped raw with parse_error and
+// counted.
+func TestJSONParserThroughPool(t *testing.T) {
+	const n = 20_000
+	out := &pipelinetest.Capture{Render: renderJSON}
+	r := newRig(t, rigOptions{workers: 4, memory: 1 << 20}, outSpec{"out", out, settings(func(s *pipeline.OutputSettings) {
+		s.Batch.Timeout.UnmarshalText([]byte("5ms"))
+	})})
+	set := pipeline.DefaultInputSettings()
+	set.Parser = "json"
+	set.Parse.Timestamp = pipeline.TimestampSettings{Field: "ts", Layout: time.RFC3339Nano}
+	ps, err := pipeline.BuildParser(&set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.stream.SetParser(ps)
+
+	base := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	malformed := func(seq int) bool { return seq%97 == 13 }
+	sources := []string{"alpha", "beta", "gamma"}
+	type emitted struct {
+		src  *pipeline.Source
+		size int64
+	}
+	done := make(chan emitted)
+	for _, name := range sources {
+		lines := make([]string, n)
+		for seq := range lines {
+			if malformed(seq) {
+				lines[seq] = fmt.Sprintf(`{"src":%q,"seq":%d,`, name, seq)
+				continue
+			}
+			lines[seq] = fmt.Sprintf(`{"ts":%q,"src":%q,"seq":%d,"msg":"line \"%d\"\tok","ok":%t,"ratio":%d.5,"ctx":{"a":[%d]}}`,
+				base.Add(time.Duration(seq)*time.Millisecond).Format(time.RFC3339Nano), name, seq, seq, seq%2 == 0, seq, seq)
+		}
+		go func() {
+			src, size := emitLines(t, r.stream, name, lines, 173)
+			done <- emitted{src, size}
+		}()
+	}
+	var srcs []emitted
+	for range sources {
+		srcs = append(srcs, <-done)
+	}
+	r.stop()
+	for _, e := range srcs {
+		if got := e.src.Committed(); got != e.size {
+			t.Errorf("source %s committed %d, want %d", e.src.Name, got, e.size)
+		}
+	}
+
+	next := map[string]int{}
+	for _, line := range out.Lines() {
+		js, at, _ := strings.Cut(line, " @")
+		var m map[string]any
+		if err := json.Unmarshal([]byte(js), &m); err != nil {
+			t.Fatalf("output is not JSON: %v: %s", err, js)
+		}
+		if pe, ok := m["parse_error"]; ok {
+			msg := m["message"].(string)
+			var src string
+			var seq int
+			if _, err := fmt.Sscanf(msg, `{"src":%q,"seq":%d,`, &src, &seq); err != nil {
+				t.Fatalf("malformed line shipped changed: %q", msg)
+			}
+			if !malformed(seq) || next[src] != seq || !strings.HasPrefix(pe.(string), "json:") || at != "" {
+				t.Fatalf("unexpected parse_error event %s (next %s seq %d)", line, src, next[src])
+			}
+			next[src]++
+			continue
+		}
+		src := m["src"].(string)
+		seq := int(m["seq"].(float64))
+		if seq != next[src] {
+			t.Fatalf("source %s: got seq %d, want %d", src, seq, next[src])
+		}
+		next[src]++
+		want := map[string]any{
+			"msg": fmt.Sprintf("line \"%d\"\tok", seq), "ok": seq%2 == 0, "ratio": float64(seq) + 0.5,
+			"ctx": map[string]any{"a": []any{float64(seq)}},
+		}
+		for k, v := range want {
+			if fmt.Sprint(m[k]) != fmt.Sprint(v) {
+				t.Fatalf("source %s seq %d: %s = %#v, want %#v", src, seq, k, m[k], v)
+			}
+		}
+		if wantAt := base.Add(time.Duration(seq) * time.Millisecond).Format(time.RFC3339Nano); at != wantAt {
+			t.Fatalf("source %s seq %d: event time %q, want %q", src, seq, at, wantAt)
+		}
+		// The raw line is kept as "message" since the line has none.
+		if !strings.HasPrefix(m["message"].(string), `{"ts":`) {
+			t.Fatalf("message = %q", m["message"])
+		}
+	}
+	wantErrs := 0
+	for seq := range n {
+		if malformed(seq) {
+			wantErrs++
+		}
+	}
+	for _, name := range sources {
+		if next[name] != n {
+			t.Errorf("source %s: %d lines arrived, want %d", name, next[name], n)
+		}
+	}
+	if got := r.stats.ParseErrors.Load(); got != int64(3*wantErrs) {
+		t.Errorf("ParseErrors = %d, want %d", got, 3*wantErrs)
+	}
+}
