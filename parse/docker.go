@@ -48,7 +48,11 @@ func (d *dockerParser) Parse(ev *pipeline.Event, a *pipeline.Arena) error {
 	}
 	a.Add("message", a.Text(a.Copy(msg)))
 	if at := v.Get("attrs"); at != nil {
-		a.Add("attrs", a.RawJSON(a.Claim(at.MarshalTo(a.Tail()))))
+		raw := a.Claim(at.MarshalTo(a.Tail()))
+		if err := validRaw(raw); err != nil {
+			return fmt.Errorf("docker: attrs: %w", err)
+		}
+		a.Add("attrs", a.RawJSON(raw))
 	}
 	if partial {
 		a.Add("partial", true)

@@ -16,6 +16,7 @@ type jsonParser struct {
 	p     fastjson.Parser
 	keys  keyCache
 	arena *pipeline.Arena // the chunk's, during Parse
+	err   error           // the first invalid value Visit met
 	visit func(k []byte, v *fastjson.Value)
 }
 
@@ -35,10 +36,10 @@ func (j *jsonParser) Parse(ev *pipeline.Event, a *pipeline.Arena) error {
 	if err != nil {
 		return fmt.Errorf("json: the line is a JSON %s, not an object", v.Type())
 	}
-	j.arena = a
+	j.arena, j.err = a, nil
 	o.Visit(j.visit)
 	j.arena = nil
-	return nil
+	return j.err
 }
 
 func (j *jsonParser) field(k []byte, v *fastjson.Value) {
@@ -56,6 +57,25 @@ func (j *jsonParser) field(k []byte, v *fastjson.Value) {
 	case fastjson.TypeNull:
 		a.Add(key, nil)
 	default: // number, object, array
-		a.Add(key, a.RawJSON(a.Claim(v.MarshalTo(a.Tail()))))
+		raw := a.Claim(v.MarshalTo(a.Tail()))
+		if err := validRaw(raw); err != nil {
+			if j.err == nil {
+				j.err = fmt.Errorf("json: member %q: %w", key, err)
+			}
+			return
+		}
+		a.Add(key, a.RawJSON(raw))
 	}
+}
+
+// validRaw checks a value before it is copied into outputs as JSON:
+// fastjson's parser takes any run of digits, dots, signs and exponents,
+// and NaN or Inf, as a number ("1.2.3", "."), which would make the
+// encoded event invalid. Its validator is strict, and allocates nothing
+// for valid input.
+func validRaw(raw []byte) error {
+	if err := fastjson.ValidateBytes(raw); err != nil {
+		return fmt.Errorf("invalid JSON value %q", raw)
+	}
+	return nil
 }

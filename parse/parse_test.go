@@ -104,6 +104,9 @@ func TestJSON(t *testing.T) {
 		{"truncated", `{"a":1`, nil, "json:"},
 		{"trailing garbage", `{"a":1} x`, nil, "json:"},
 		{"plain text", `hello world`, nil, "json:"},
+		{"lenient number", `{"a":1.2.3}`, nil, "invalid JSON value"},
+		{"NaN", `{"a":NaN}`, nil, "invalid JSON value"},
+		{"bad number nested", `{"a":[.]}`, nil, "invalid JSON value"},
 		// fastjson keeps an unknown escape as written rather than failing
 		// the line; the value is still valid text.
 		{"unknown escape kept", `{"a":"\x"}`, []string{`a="\\x"`}, ""},

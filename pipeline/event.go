@@ -83,7 +83,7 @@ func (c *Chunk) release() {
 	if c.arena != nil {
 		// Big arenas are let go so one huge chunk does not pin memory.
 		if cap(c.arena.buf) <= 4<<20 {
-			c.arena.reset()
+			c.arena.Reset()
 			arenaPool.Put(c.arena)
 		}
 		c.arena = nil

@@ -128,7 +128,9 @@ type Arena struct {
 
 var arenaPool = sync.Pool{New: func() any { return new(Arena) }}
 
-func (a *Arena) reset() {
+// Reset empties the arena for reuse; everything handed out before becomes
+// invalid. The pool resets arenas when their chunk is released.
+func (a *Arena) Reset() {
 	clear(a.texts)
 	clear(a.raws)
 	clear(a.fields)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -161,5 +162,76 @@ func TestJSONParserThroughPool(t *testing.T) {
 	}
 	if got := r.stats.ParseErrors.Load(); got != int64(3*wantErrs) {
 		t.Errorf("ParseErrors = %d, want %d", got, 3*wantErrs)
+	}
+}
+
+// BenchmarkPoolParse drives JSON lines through the whole pool (split,
+// parse, reorder, ordered stage, fan-out, batch, discard output) with
+// parser none and json; b.N counts lines, so allocs/op is allocations per
+// event including the per-chunk ones.
+func BenchmarkPoolParse(b *testing.B) {
+	line := `{"ts":"2026-11-22T10:00:00.123Z","level":"info","msg":"order processed","order_id":1000,"amount":12.5,"ok":true,"user":{"id":7,"tier":"gold"},"path":"/api/orders"}` + "\n"
+	const perChunk = 1000
+	chunk := []byte(strings.Repeat(line, perChunk))
+	for _, parser := range []string{"none", "json", "cri"} {
+		b.Run(parser, func(b *testing.B) {
+			buf := chunk
+			if parser == "cri" {
+				buf = []byte(strings.Repeat("2026-11-22T10:00:00.123456789Z stdout F "+line, perChunk))
+			}
+			stats := &pipeline.Stats{}
+			p := pipeline.New(pipeline.Options{Workers: 2, Stats: stats})
+			set := pipeline.DefaultOutputSettings()
+			set.Inputs = []string{"in"}
+			out := &pipelinetest.Discard{}
+			run := pipeline.NewRunner("out", out, set, nil, stats)
+			ctx := context.Background()
+			run.Start(ctx)
+			p.Start(ctx)
+			st := p.NewStream("in", 1<<20, nil, nil, []*pipeline.Runner{run})
+			is := pipeline.DefaultInputSettings()
+			is.Parser = parser
+			ps, err := pipeline.BuildParser(&is)
+			if err != nil {
+				b.Fatal(err)
+			}
+			st.SetParser(ps)
+			src := st.NewSource("bench", nil)
+			b.SetBytes(int64(len(buf) / perChunk))
+			b.ReportAllocs()
+			var ms0, ms1 runtime.MemStats
+			runtime.ReadMemStats(&ms0)
+			b.ResetTimer()
+			var off int64
+			for left := b.N; left > 0; left -= perChunk {
+				n := min(left, perChunk)
+				part := buf[:n*(len(buf)/perChunk)]
+				c, err := st.NewChunk(ctx, src, len(part))
+				if err != nil {
+					b.Fatal(err)
+				}
+				c.Buf = append(c.Buf, part...)
+				off += int64(len(part))
+				c.End = off
+				if err := st.Emit(ctx, c); err != nil {
+					b.Fatal(err)
+				}
+			}
+			p.Drain()
+			if err := run.Stop(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			runtime.ReadMemStats(&ms1)
+			// allocs/op rounds to an integer; per-chunk allocations
+			// amortise below one per line, so report them exactly.
+			b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(b.N), "allocs/line")
+			if events, _, _ := out.Counts(); events != int64(b.N) {
+				b.Fatalf("%d events delivered, want %d", events, b.N)
+			}
+			if n := stats.ParseErrors.Load(); n != 0 {
+				b.Fatalf("%d parse errors", n)
+			}
+		})
 	}
 }
