@@ -37,6 +37,7 @@ func (j *jsonParser) Parse(ev *pipeline.Event, a *pipeline.Arena) error {
 		return fmt.Errorf("json: the line is a JSON %s, not an object", v.Type())
 	}
 	j.arena, j.err = a, nil
+	j.keys.nextLine()
 	o.Visit(j.visit)
 	j.arena = nil
 	return j.err
@@ -44,27 +45,26 @@ func (j *jsonParser) Parse(ev *pipeline.Event, a *pipeline.Arena) error {
 
 func (j *jsonParser) field(k []byte, v *fastjson.Value) {
 	a := j.arena
-	key := j.keys.get(k)
 	switch v.Type() {
 	case fastjson.TypeString:
 		// The unescaped bytes live in the fastjson parser's buffer, which
 		// the next line reuses.
-		a.Add(key, a.Text(a.Copy(v.GetStringBytes())))
+		j.keys.add(a, k, a.Text(a.Copy(v.GetStringBytes())))
 	case fastjson.TypeTrue:
-		a.Add(key, true)
+		j.keys.add(a, k, true)
 	case fastjson.TypeFalse:
-		a.Add(key, false)
+		j.keys.add(a, k, false)
 	case fastjson.TypeNull:
-		a.Add(key, nil)
+		j.keys.add(a, k, nil)
 	default: // number, object, array
 		raw := a.Claim(v.MarshalTo(a.Tail()))
 		if err := validRaw(raw); err != nil {
 			if j.err == nil {
-				j.err = fmt.Errorf("json: member %q: %w", key, err)
+				j.err = fmt.Errorf("json: member %q: %w", k, err)
 			}
 			return
 		}
-		a.Add(key, a.RawJSON(raw))
+		j.keys.add(a, k, a.RawJSON(raw))
 	}
 }
 

@@ -20,6 +20,7 @@ var errLogfmtEmpty = errors.New("logfmt: no key=value pairs")
 
 func (l *logfmtParser) Parse(ev *pipeline.Event, a *pipeline.Arena) error {
 	b := ev.Raw
+	l.keys.nextLine()
 	n := 0
 	for i := 0; ; {
 		for i < len(b) && isSpace(b[i]) {
@@ -35,13 +36,13 @@ func (l *logfmtParser) Parse(ev *pipeline.Event, a *pipeline.Arena) error {
 		if i == ks {
 			return fmt.Errorf("logfmt: expected a key at byte %d, found %q", i, b[i])
 		}
-		key := l.keys.get(b[ks:i])
+		key := b[ks:i]
 		n++
 		if i == len(b) || b[i] != '=' {
 			if i < len(b) && b[i] == '"' {
 				return fmt.Errorf("logfmt: unexpected quote in key at byte %d", i)
 			}
-			a.Add(key, true)
+			l.keys.add(a, key, true)
 			continue
 		}
 		i++ // '='
@@ -50,7 +51,7 @@ func (l *logfmtParser) Parse(ev *pipeline.Event, a *pipeline.Arena) error {
 			if err != nil {
 				return err
 			}
-			a.Add(key, a.Text(v))
+			l.keys.add(a, key, a.Text(v))
 			i = next
 			if i < len(b) && !isSpace(b[i]) {
 				return fmt.Errorf("logfmt: expected a space after the quoted value of %q at byte %d", key, i)
@@ -64,7 +65,7 @@ func (l *logfmtParser) Parse(ev *pipeline.Event, a *pipeline.Arena) error {
 			}
 			i++
 		}
-		a.Add(key, a.Text(b[vs:i]))
+		l.keys.add(a, key, a.Text(b[vs:i]))
 	}
 	if n == 0 {
 		return errLogfmtEmpty

@@ -212,23 +212,51 @@ func (t *timed) Parse(ev *pipeline.Event, a *pipeline.Arena) error {
 }
 
 // keyCache interns field keys: a line's keys are bytes, Field.Key is a
-// string, and most sources repeat a small set of keys, so a lookup
-// (which does not allocate) replaces an allocation per field. It is bounded
-// so that lines with random keys cannot grow it without end.
-type keyCache map[string]string
+// string, and most sources repeat a small set of keys, so a lookup (which
+// does not allocate) replaces an allocation per field. It also tells a
+// repeated key within one line in O(1), by stamping each key with the line
+// it was last seen in, so only such lines pay for Arena.Set's scan. It is
+// bounded so that lines with random keys cannot grow it without end.
+type keyCache struct {
+	m    map[string]*cachedKey
+	line uint64
+}
+
+type cachedKey struct {
+	s    string
+	line uint64
+}
 
 const maxCachedKeys = 4096
 
-func (k *keyCache) get(b []byte) string {
-	if s, ok := (*k)[string(b)]; ok {
-		return s
+// nextLine starts a new line for repeat detection.
+func (k *keyCache) nextLine() { k.line++ }
+
+// add sets the field key b = v of the line being parsed.
+func (k *keyCache) add(a *pipeline.Arena, b []byte, v any) {
+	key, repeat := k.get(b)
+	if repeat {
+		a.Set(key, v)
+	} else {
+		a.Add(key, v)
+	}
+}
+
+// get returns the key as a string and whether it may already be in this
+// line (always for keys beyond the cache's bound).
+func (k *keyCache) get(b []byte) (key string, repeat bool) {
+	if e, ok := k.m[string(b)]; ok {
+		repeat = e.line == k.line
+		e.line = k.line
+		return e.s, repeat
 	}
 	s := string(b)
-	if *k == nil {
-		*k = make(keyCache, 64)
+	if k.m == nil {
+		k.m = make(map[string]*cachedKey, 64)
 	}
-	if len(*k) < maxCachedKeys {
-		(*k)[s] = s
+	if len(k.m) >= maxCachedKeys {
+		return s, true
 	}
-	return s
+	k.m[s] = &cachedKey{s: s, line: k.line}
+	return s, false
 }

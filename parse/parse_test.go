@@ -98,6 +98,7 @@ func TestJSON(t *testing.T) {
 			[]string{`id=123456789012345678901234567890`}, ""},
 		{"whitespace", " \t{ \"a\" : 1 } ", []string{`a=1`}, ""},
 		{"empty object", `{}`, nil, ""},
+		{"repeated key keeps the last value in the first place", `{"a":1,"b":2,"a":"x"}`, []string{`a="x"`, `b=2`}, ""},
 		{"empty line", ``, nil, "json:"},
 		{"not an object", `[1,2]`, nil, "not an object"},
 		{"string top level", `"x"`, nil, "not an object"},
@@ -143,6 +144,7 @@ func TestLogfmt(t *testing.T) {
 		{"empty values", `a= b="" c=d`, []string{`a=""`, `b=""`, `c="d"`}, ""},
 		{"extra spaces and tabs", "  a=1 \t b=2  ", []string{`a="1"`, `b="2"`}, ""},
 		{"utf8 key", `clé=v`, []string{`clé="v"`}, ""},
+		{"repeated key", `a=1 b=2 a=3`, []string{`a="3"`, `b="2"`}, ""},
 		{"empty line", ``, nil, "no key=value"},
 		{"only spaces", `   `, nil, "no key=value"},
 		{"missing key", `=v`, nil, "expected a key"},
@@ -164,6 +166,13 @@ func TestRegex(t *testing.T) {
 		{"optional group absent", `10.0.0.1 - - [t] "GET / HTTP/1.1" 304`,
 			[]string{`ip="10.0.0.1"`, `time="t"`, `method="GET"`, `path="/"`, `status="304"`}, ""},
 		{"no match", `garbage`, nil, "does not match"},
+		{"empty", ``, nil, "does not match"},
+	})
+	// Go allows a name on several groups; the one that matched wins.
+	alt := spec(t, "regex", func(s *pipeline.InputSettings) { s.Parse.Pattern = `^(?:(?P<v>\d+)|x(?P<v>\w+))$` }).New()
+	runCases(t, alt, []parseCase{
+		{"first alternative", `42`, []string{`v="42"`}, ""},
+		{"second alternative", `xab`, []string{`v="ab"`}, ""},
 		{"empty", ``, nil, "does not match"},
 	})
 }

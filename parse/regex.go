@@ -10,8 +10,9 @@ import (
 
 // regexSpec is a compiled `pattern`: its named groups become fields.
 type regexSpec struct {
-	re    *regexp.Regexp
-	names []string // by group index; "" for unnamed groups
+	re      *regexp.Regexp
+	names   []string // by group index; "" for unnamed groups
+	repeats bool     // a name is used twice, as in (?P<x>a)|(?P<x>b)
 }
 
 func compileRegex(pattern string) (*regexSpec, error) {
@@ -31,7 +32,13 @@ func compileRegex(pattern string) (*regexSpec, error) {
 	if named == 0 {
 		return nil, config.Errorf("parse.pattern", "has no named groups ((?P<name>...)), so it would produce no fields")
 	}
-	return &regexSpec{re: re, names: re.SubexpNames()}, nil
+	seen := map[string]bool{}
+	repeats := false
+	for _, n := range re.SubexpNames() {
+		repeats = repeats || (n != "" && seen[n])
+		seen[n] = true
+	}
+	return &regexSpec{re: re, names: re.SubexpNames(), repeats: repeats}, nil
 }
 
 func (s *regexSpec) parser() pipeline.Parser { return regexParser{s} }
@@ -53,7 +60,11 @@ func (r regexParser) Parse(ev *pipeline.Event, a *pipeline.Arena) error {
 		if r.names[g] == "" || m[2*g] < 0 {
 			continue // unnamed, or an optional group that did not take part
 		}
-		a.Add(r.names[g], a.Text(ev.Raw[m[2*g]:m[2*g+1]]))
+		if v := a.Text(ev.Raw[m[2*g]:m[2*g+1]]); r.repeats {
+			a.Set(r.names[g], v)
+		} else {
+			a.Add(r.names[g], v)
+		}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // Parser turns an event's Raw line into fields. The pool asks a stream's
@@ -145,6 +146,13 @@ func (a *Arena) Copy(b []byte) []byte {
 	return a.buf[n:len(a.buf):len(a.buf)]
 }
 
+// size is the memory the arena holds, for the budget: capacities, since a
+// recycled arena keeps what earlier chunks grew it to.
+func (a *Arena) size() int64 {
+	const textSize, fieldSize = int64(unsafe.Sizeof(Text(nil))), int64(unsafe.Sizeof(Field{}))
+	return int64(cap(a.buf)) + textSize*int64(cap(a.texts)+cap(a.raws)) + fieldSize*int64(cap(a.fields))
+}
+
 // CopyString copies s into the arena.
 func (a *Arena) CopyString(s string) []byte {
 	n := len(a.buf)
@@ -182,6 +190,20 @@ func (a *Arena) RawJSON(b []byte) *RawJSON {
 
 // Add appends a field to the event being parsed.
 func (a *Arena) Add(key string, v any) {
+	a.fields = append(a.fields, Field{Key: key, Value: v})
+}
+
+// Set adds a field to the event being parsed, or replaces the value of the
+// field of the same key it already has: a line that repeats a key (JSON
+// allows it) keeps the last value, as JSON.parse and encoding/json do, and
+// the encoded event keeps every key once.
+func (a *Arena) Set(key string, v any) {
+	for i := a.start; i < len(a.fields); i++ {
+		if a.fields[i].Key == key {
+			a.fields[i].Value = v
+			return
+		}
+	}
 	a.fields = append(a.fields, Field{Key: key, Value: v})
 }
 

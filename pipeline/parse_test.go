@@ -235,3 +235,37 @@ func BenchmarkPoolParse(b *testing.B) {
 		})
 	}
 }
+
+// TestParsedValuesChargeBudget: a parsed chunk's arena counts against
+// memory_limit while the chunk is held, and is returned with it.
+func TestParsedValuesChargeBudget(t *testing.T) {
+	block := make(chan struct{})
+	out := &pipelinetest.Capture{Block: block}
+	r := newRig(t, rigOptions{workers: 1, memory: 64 << 20}, outSpec{"out", out, settings(func(s *pipeline.OutputSettings) {
+		s.Batch.MaxEvents = 100
+	})})
+	set := pipeline.DefaultInputSettings()
+	set.Parser = "json"
+	ps, err := pipeline.BuildParser(&set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.stream.SetParser(ps)
+	lines := make([]string, 100)
+	for i := range lines {
+		lines[i] = fmt.Sprintf(`{"a":%d,"b":"x","c":true,"d":[1,2],"e":null,"f":"y","g":1.5,"h":"z"}`, i)
+	}
+	emitLines(t, r.stream, "s", lines, len(lines))
+	eventually(t, "the output to hold the batch", func() bool { return out.Writes() > 0 })
+	buf := int64(pipeline.BufClass(len(strings.Join(lines, "\n")) + 1))
+	// 100 events of 8 fields: at least 800 Fields of 40 bytes besides the
+	// buffer.
+	if used := r.p.Budget().Used(); used < buf+800*40 {
+		t.Errorf("budget used %d while the chunk is held; want at least %d (buffer %d + fields)", used, buf+800*40, buf)
+	}
+	close(block)
+	r.stop()
+	if used := r.p.Budget().Used(); used != 0 {
+		t.Errorf("budget used %d after everything was delivered", used)
+	}
+}

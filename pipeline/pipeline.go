@@ -166,6 +166,13 @@ func (p *Pipeline) process(c *Chunk, w *worker) {
 		if failed > 0 {
 			p.stats.ParseErrors.Add(int64(failed))
 		}
+		// Parsed values can outweigh the line buffer several times
+		// (a Field per member); memory_limit must cover them too.
+		if c.budget != nil {
+			n := a.size()
+			c.budget.Charge(n)
+			c.charged += n
+		}
 	}
 	if len(s.procs) > 0 {
 		for i := range c.Events {
