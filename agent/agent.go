@@ -225,6 +225,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Error("final checkpoint write failed", zap.Error(err))
 		runErr = errors.Join(runErr, err)
 	}
-	a.log.Info("stopped", zap.Int64("lines", a.stats.InputLines.Load()))
+	a.log.Info("stopped", zap.Int64("lines", a.stats.InputLines.Load()), zap.Int64("parse_errors", a.stats.ParseErrors.Load()))
 	return runErr
 }

@@ -3,6 +3,7 @@ package parse_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -234,5 +235,54 @@ func TestJoinHoldsCommit(t *testing.T) {
 	}
 	if n := pl.out.Len(); n != 3 {
 		t.Errorf("%d lines delivered, want 3", n)
+	}
+}
+
+// TestCRIJoinMatchesModel: random interleavings of stdout and stderr
+// pieces, cut into chunks of random sizes and parsed on 3 workers, give
+// exactly what joining the lines one by one in file order gives.
+func TestCRIJoinMatchesModel(t *testing.T) {
+	for seed := range int64(20) {
+		rng := rand.New(rand.NewPCG(uint64(seed), 1))
+		var lines, want []string
+		pending := map[string]string{}
+		open := map[string]bool{}
+		emitLine := func(stream string, final bool) {
+			msg := fmt.Sprintf("%s%d", stream[3:], len(lines))
+			tag := "P"
+			if final {
+				tag = "F"
+				want = append(want, cri(stream, "F", pending[stream]+msg))
+				pending[stream], open[stream] = "", false
+			} else {
+				pending[stream] += msg
+				open[stream] = true
+			}
+			lines = append(lines, cri(stream, tag, msg))
+		}
+		for range 300 {
+			stream := []string{"stdout", "stderr"}[rng.IntN(2)]
+			emitLine(stream, rng.IntN(3) == 0)
+		}
+		for _, stream := range []string{"stdout", "stderr"} {
+			if open[stream] {
+				emitLine(stream, true)
+			}
+		}
+		var chunks [][]string
+		for rest := lines; len(rest) > 0; {
+			n := min(1+rng.IntN(10), len(rest))
+			chunks = append(chunks, rest[:n])
+			rest = rest[n:]
+		}
+		pl := newPool(t, 3, "cri", nil)
+		src, ends := pl.emit(chunks...)
+		pl.stop()
+		if got := pl.out.Lines(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("seed %d: got\n%s\nwant\n%s", seed, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		if c := src.Committed(); c != ends[len(ends)-1] {
+			t.Fatalf("seed %d: committed %d, want %d", seed, c, ends[len(ends)-1])
+		}
 	}
 }

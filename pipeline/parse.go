@@ -220,8 +220,8 @@ func (a *Arena) Fields() []Field {
 func (a *Arena) begin()   { a.start = len(a.fields) }
 func (a *Arena) discard() { clear(a.fields[a.start:]); a.fields = a.fields[:a.start] }
 
-// Begin starts a new event outside the pool (the ordered stage building a
-// reassembled event); collect its fields with Fields.
+// Begin starts a new event's fields, for code that runs a Parser outside
+// the pool (tests, benchmarks); collect them with Fields.
 func (a *Arena) Begin() { a.begin() }
 
 // parseEvent runs p on ev, turning a failure into a parse_error field.
