@@ -64,6 +64,9 @@ func register(name string, uses []string, defTime *pipeline.TimestampSettings,
 			errs = append(errs, err)
 		}
 		var maxPartial time.Duration
+		if !used["partial_timeout"] && p.PartialTimeout != pipeline.DefaultInputSettings().Parse.PartialTimeout {
+			errs = append(errs, config.Errorf("parse.partial_timeout", "is only used by parser = \"cri\" or \"docker\", not %q", name))
+		}
 		if used["partial_timeout"] {
 			maxPartial = p.PartialTimeout.D()
 			if maxPartial <= 0 {
@@ -169,8 +172,24 @@ func (t *timeReader) read(ev *pipeline.Event, fields []pipeline.Field) error {
 	if err != nil {
 		return fmt.Errorf("timestamp: field %q: %s", t.field, err.Error())
 	}
+	if ts.Year() == 0 {
+		ts = withYear(ts, time.Now())
+	}
 	ev.Time = ts
 	return nil
+}
+
+// withYear dates a timestamp written without a year (BSD syslog's
+// "Jan _2 15:04:05") in the year of now, or the year before when that
+// would put it more than a day in the future: a December line read in
+// January is last year's.
+func withYear(ts, now time.Time) time.Time {
+	y := now.Year()
+	t := time.Date(y, ts.Month(), ts.Day(), ts.Hour(), ts.Minute(), ts.Second(), ts.Nanosecond(), ts.Location())
+	if t.After(now.Add(24 * time.Hour)) {
+		t = t.AddDate(-1, 0, 0)
+	}
+	return t
 }
 
 // parseUnix reads an integer or decimal count of unit since the epoch.

@@ -265,6 +265,7 @@ func TestTimestamp(t *testing.T) {
 		{"unix not a number", `{"time":"soon"}`, "unix", time.Time{}, "not a number"},
 		{"missing field", `{"other":1}`, time.RFC3339, time.Time{}, `"time" missing`},
 		{"wrong layout", `{"time":"22/11/2026"}`, time.RFC3339, time.Time{}, "cannot parse"},
+		{"no year takes this year", `{"time":"Jan  2 15:04:05"}`, time.Stamp, withThisYear(time.January, 2, 15, 4, 5), ""},
 	}
 	for _, tc := range layouts {
 		t.Run(tc.name, func(t *testing.T) {
@@ -286,6 +287,17 @@ func TestTimestamp(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withThisYear is what a yearless timestamp becomes: this year, or last
+// year if that is more than a day ahead.
+func withThisYear(m time.Month, d, h, min, sec int) time.Time {
+	now := time.Now()
+	t := time.Date(now.Year(), m, d, h, min, sec, 0, time.UTC)
+	if t.After(now.Add(24 * time.Hour)) {
+		t = t.AddDate(-1, 0, 0)
+	}
+	return t
 }
 
 // TestDefaultTimestamps: cri and docker read their own "time" field.
@@ -324,6 +336,7 @@ func TestSettingsErrors(t *testing.T) {
 			s.Parse.Timestamp = pipeline.TimestampSettings{Field: "t", Layout: "iso"}
 		}, "parse.timestamp.layout", "no time elements"},
 		{"partial timeout zero", func(s *pipeline.InputSettings) { s.Parser = "cri"; s.Parse.PartialTimeout = config.Dur(0) }, "parse.partial_timeout", "above 0"},
+		{"partial timeout on json", func(s *pipeline.InputSettings) { s.Parser = "json"; s.Parse.PartialTimeout = config.Dur(time.Second) }, "parse.partial_timeout", "only used by"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
