@@ -237,6 +237,29 @@ func parseEvent(p Parser, ev *Event, a *Arena) (failed bool) {
 	return failed
 }
 
+// parseFrom parses evs from i on. A parser that panics on a line fails
+// that line like a parse error and parsing goes on with the next one
+// (returned as next): a bug that one odd line triggers must not take the
+// agent down. The recover is set up once per run, not per line.
+func parseFrom(p Parser, evs []Event, a *Arena, i, failed int) (next, failedOut int) {
+	defer func() {
+		if r := recover(); r != nil {
+			ev := &evs[i]
+			a.discard()
+			ev.Time = time.Time{}
+			a.Add("parse_error", a.Text(a.CopyString(fmt.Sprintf("parser panicked: %v", r))))
+			ev.Fields = a.Fields()
+			next, failedOut = i+1, failed+1
+		}
+	}()
+	for ; i < len(evs); i++ {
+		if parseEvent(p, &evs[i], a) {
+			failed++
+		}
+	}
+	return i, failed
+}
+
 // Arena returns the chunk's arena, creating it if the chunk was not parsed
 // (for the ordered stage).
 func (c *Chunk) Arena() *Arena {

@@ -269,3 +269,56 @@ func TestParsedValuesChargeBudget(t *testing.T) {
 		t.Errorf("budget used %d after everything was delivered", used)
 	}
 }
+
+// panicky is a parser with a bug: it panics on lines containing "boom".
+type panicky struct{}
+
+func (panicky) Parse(ev *pipeline.Event, a *pipeline.Arena) error {
+	if strings.Contains(string(ev.Raw), "boom") {
+		var m map[string]int
+		m["x"] = 1 // nil map write: a real runtime panic
+	}
+	a.Add("ok", true)
+	return nil
+}
+
+func init() {
+	pipeline.RegisterParser("panicky-test", func(*pipeline.InputSettings) (pipeline.ParserSpec, error) {
+		return pipeline.ParserSpec{Name: "panicky-test", New: func() pipeline.Parser { return panicky{} }}, nil
+	})
+}
+
+// TestParserPanicFailsOnlyItsLine: a parser that panics on some lines
+// fails those lines (shipped raw with parse_error, counted), and every
+// other line of the chunk, before and after, is parsed and delivered.
+func TestParserPanicFailsOnlyItsLine(t *testing.T) {
+	out := &pipelinetest.Capture{Render: renderJSON}
+	r := newRig(t, rigOptions{workers: 2}, outSpec{"out", out, settings(nil)})
+	set := pipeline.DefaultInputSettings()
+	set.Parser = "panicky-test"
+	ps, err := pipeline.BuildParser(&set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.stream.SetParser(ps)
+	lines := []string{"a", "boom 1", "b", "boom 2", "boom 3", "c"}
+	src, size := emitLines(t, r.stream, "s", lines, len(lines))
+	r.stop()
+	want := []string{
+		`{"message":"a","ok":true}`,
+		`{"message":"boom 1","parse_error":"parser panicked: assignment to entry in nil map"}`,
+		`{"message":"b","ok":true}`,
+		`{"message":"boom 2","parse_error":"parser panicked: assignment to entry in nil map"}`,
+		`{"message":"boom 3","parse_error":"parser panicked: assignment to entry in nil map"}`,
+		`{"message":"c","ok":true}`,
+	}
+	if got := out.Lines(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if n := r.stats.ParseErrors.Load(); n != 3 {
+		t.Errorf("ParseErrors = %d, want 3", n)
+	}
+	if c := src.Committed(); c != size {
+		t.Errorf("committed %d, want %d", c, size)
+	}
+}

@@ -158,10 +158,8 @@ func (p *Pipeline) process(c *Chunk, w *worker) {
 	if pr := w.parser(s); pr != nil {
 		a := c.Arena()
 		failed := 0
-		for i := range c.Events {
-			if parseEvent(pr, &c.Events[i], a) {
-				failed++
-			}
+		for i := 0; i < len(c.Events); {
+			i, failed = parseFrom(pr, c.Events, a, i, failed)
 		}
 		if failed > 0 {
 			p.stats.ParseErrors.Add(int64(failed))
