@@ -43,7 +43,8 @@ type joiner struct {
 type lineFormat int
 
 const (
-	criFormat lineFormat = iota
+	noJoin lineFormat = iota
+	criFormat
 	dockerFormat
 )
 

@@ -11,91 +11,88 @@ import (
 	"github.com/tailship/tailship/pipeline"
 )
 
-func init() {
-	register("json", []string{"timestamp"}, nil, func(s *pipeline.InputSettings) (func() pipeline.Parser, error) {
-		return func() pipeline.Parser { return newJSON() }, nil
-	})
-	register("logfmt", []string{"timestamp"}, nil, func(s *pipeline.InputSettings) (func() pipeline.Parser, error) {
-		return func() pipeline.Parser { return &logfmtParser{} }, nil
-	})
-	register("regex", []string{"pattern", "timestamp"}, nil, func(s *pipeline.InputSettings) (func() pipeline.Parser, error) {
+// kind describes one parser: how to make it, and which shared options
+// apply to it.
+type kind struct {
+	name    string
+	pattern bool                        // uses parse.pattern (regex)
+	join    lineFormat                  // joins partial lines in this format; noJoin for none
+	time    *pipeline.TimestampSettings // timestamp read when none is configured
+	// build validates what is the parser's own and returns its per-worker
+	// constructor.
+	build func(s *pipeline.InputSettings) (func() pipeline.Parser, error)
+}
+
+// defaultTime is the timestamp of formats that carry one (cri and docker
+// write RFC 3339 with nanoseconds in "time").
+var defaultTime = &pipeline.TimestampSettings{Field: "time", Layout: time.RFC3339Nano}
+
+func ready(p func() pipeline.Parser) func(*pipeline.InputSettings) (func() pipeline.Parser, error) {
+	return func(*pipeline.InputSettings) (func() pipeline.Parser, error) { return p, nil }
+}
+
+var kinds = []kind{
+	{name: "json", build: ready(func() pipeline.Parser { return newJSON() })},
+	{name: "logfmt", build: ready(func() pipeline.Parser { return &logfmtParser{} })},
+	{name: "regex", pattern: true, build: func(s *pipeline.InputSettings) (func() pipeline.Parser, error) {
 		re, err := compileRegex(s.Parse.Pattern)
 		if err != nil {
 			return nil, err
 		}
-		return func() pipeline.Parser { return re.parser() }, nil
-	})
-	register("cri", []string{"timestamp", "partial_timeout"}, defaultTime, func(s *pipeline.InputSettings) (func() pipeline.Parser, error) {
-		return func() pipeline.Parser { return criParser{} }, nil
-	})
-	register("docker", []string{"timestamp", "partial_timeout"}, defaultTime, func(s *pipeline.InputSettings) (func() pipeline.Parser, error) {
-		return func() pipeline.Parser { return newDocker() }, nil
-	})
-	register("syslog", []string{"timestamp"}, nil, func(s *pipeline.InputSettings) (func() pipeline.Parser, error) {
-		return func() pipeline.Parser { return &syslogParser{} }, nil
-	})
+		return re.parser, nil
+	}},
+	{name: "cri", join: criFormat, time: defaultTime, build: ready(func() pipeline.Parser { return criParser{} })},
+	{name: "docker", join: dockerFormat, time: defaultTime, build: ready(func() pipeline.Parser { return newDocker() })},
+	{name: "syslog", build: ready(func() pipeline.Parser { return syslogParser{} })},
 }
 
-// defaultTime is the timestamp of parsers whose format carries one (cri and
-// docker write RFC 3339 with nanoseconds in "time").
-var defaultTime = &pipeline.TimestampSettings{Field: "time", Layout: time.RFC3339Nano}
-
-// register wraps a parser's constructor with what every parser shares:
-// rejecting options it does not use, the timestamp option, and, for cri
-// and docker, the ordered reassembly stage.
-func register(name string, uses []string, defTime *pipeline.TimestampSettings,
-	build func(s *pipeline.InputSettings) (func() pipeline.Parser, error)) {
-	used := map[string]bool{}
-	for _, u := range uses {
-		used[u] = true
+func init() {
+	for _, k := range kinds {
+		pipeline.RegisterParser(k.name, k.spec)
 	}
-	pipeline.RegisterParser(name, func(s *pipeline.InputSettings) (pipeline.ParserSpec, error) {
-		var errs []error
-		p := s.Parse
-		if p.Pattern != "" && !used["pattern"] {
-			errs = append(errs, config.Errorf("parse.pattern", "is only used by parser = \"regex\", not %q", name))
+}
+
+// spec validates the input's parse settings for this parser and returns
+// what the pool runs: the parser, wrapped to read the timestamp, and for
+// cri and docker the ordered stage that joins partial lines.
+func (k kind) spec(s *pipeline.InputSettings) (pipeline.ParserSpec, error) {
+	var errs []error
+	p := s.Parse
+	if p.Pattern != "" && !k.pattern {
+		errs = append(errs, config.Errorf("parse.pattern", "is only used by parser = \"regex\", not %q", k.name))
+	}
+	ts := p.Timestamp
+	if ts == (pipeline.TimestampSettings{}) && k.time != nil {
+		ts = *k.time
+	}
+	tr, err := newTimeReader(ts)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if k.join == noJoin && p.PartialTimeout != pipeline.DefaultInputSettings().Parse.PartialTimeout {
+		errs = append(errs, config.Errorf("parse.partial_timeout", "is only used by parser = \"cri\" or \"docker\", not %q", k.name))
+	}
+	if k.join != noJoin && p.PartialTimeout.D() <= 0 {
+		errs = append(errs, config.Errorf("parse.partial_timeout", "must be above 0"))
+	}
+	newParser, err := k.build(s)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return pipeline.ParserSpec{}, err
+	}
+	spec := pipeline.ParserSpec{Name: k.name, New: newParser}
+	if tr != nil {
+		spec.New = func() pipeline.Parser { return &timed{p: newParser(), t: tr} }
+	}
+	if k.join != noJoin {
+		format, maxLine, timeout := k.join, int(s.MaxLineBytes), p.PartialTimeout.D()
+		spec.NewOrdered = func(st *pipeline.Stats) pipeline.Ordered {
+			return newJoiner(format, maxLine, timeout, st)
 		}
-		ts := p.Timestamp
-		if ts == (pipeline.TimestampSettings{}) && defTime != nil {
-			ts = *defTime
-		}
-		tr, err := newTimeReader(ts)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		var maxPartial time.Duration
-		if !used["partial_timeout"] && p.PartialTimeout != pipeline.DefaultInputSettings().Parse.PartialTimeout {
-			errs = append(errs, config.Errorf("parse.partial_timeout", "is only used by parser = \"cri\" or \"docker\", not %q", name))
-		}
-		if used["partial_timeout"] {
-			maxPartial = p.PartialTimeout.D()
-			if maxPartial <= 0 {
-				errs = append(errs, config.Errorf("parse.partial_timeout", "must be above 0"))
-			}
-		}
-		newParser, err := build(s)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		if err := errors.Join(errs...); err != nil {
-			return pipeline.ParserSpec{}, err
-		}
-		spec := pipeline.ParserSpec{Name: name, New: newParser}
-		if tr != nil {
-			spec.New = func() pipeline.Parser { return &timed{p: newParser(), t: tr} }
-		}
-		if used["partial_timeout"] {
-			format := criFormat
-			if name == "docker" {
-				format = dockerFormat
-			}
-			maxLine := int(s.MaxLineBytes)
-			spec.NewOrdered = func(st *pipeline.Stats) pipeline.Ordered {
-				return newJoiner(format, maxLine, maxPartial, st)
-			}
-		}
-		return spec, nil
-	})
+	}
+	return spec, nil
 }
 
 // timeReader sets Event.Time from a parsed field.
@@ -134,8 +131,6 @@ func newTimeReader(ts pipeline.TimestampSettings) (*timeReader, error) {
 	}
 	return t, nil
 }
-
-var errNoTimeField = errors.New("timestamp field missing")
 
 func (t *timeReader) read(ev *pipeline.Event, fields []pipeline.Field) error {
 	var raw []byte
