@@ -225,6 +225,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Error("final checkpoint write failed", zap.Error(err))
 		runErr = errors.Join(runErr, err)
 	}
-	a.log.Info("stopped", zap.Int64("lines", a.stats.InputLines.Load()), zap.Int64("parse_errors", a.stats.ParseErrors.Load()))
+	a.log.Info("stopped", zap.Int64("lines", a.stats.InputLines.Load()),
+		zap.Int64("lines_truncated", a.stats.LinesTruncated.Load()),
+		zap.Int64("parse_errors", a.stats.ParseErrors.Load()),
+		zap.Any("lost_bytes", a.stats.LostBytesByReason()),
+		zap.Any("dropped", a.stats.DroppedByReason()))
 	return runErr
 }

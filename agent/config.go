@@ -47,7 +47,7 @@ type Config struct {
 func defaultConfig() document {
 	return document{
 		Agent: AgentConfig{
-			DataDir: "./data", MemoryLimit: 256 << 20, LogLevel: "info", LogFormat: "json",
+			DataDir: "./data", MemoryLimit: 8 << 20, LogLevel: "info", LogFormat: "json",
 			ShutdownTimeout: config.Dur(10 * time.Second), CheckpointInterval: config.Dur(time.Second),
 		},
 		API: APIConfig{Listen: "127.0.0.1:8686"},

@@ -23,9 +23,17 @@ type Entry struct {
 	Offset int64  `json:"offset"`
 	Path   string `json:"path,omitempty"`
 	// Fingerprint identifies the file's head: a hash of its first FPLen bytes.
-	Fingerprint uint64    `json:"fp,omitempty"`
-	FPLen       int       `json:"fp_len,omitempty"`
-	Updated     time.Time `json:"updated"`
+	Fingerprint uint64 `json:"fp,omitempty"`
+	FPLen       int    `json:"fp_len,omitempty"`
+	// Tail is a hash of the TailLen bytes just before Offset: with the head
+	// fingerprint it recognises a copy of this content under another
+	// identity (copytruncate) and where in it reading may resume.
+	Tail    uint64 `json:"tail,omitempty"`
+	TailLen int    `json:"tail_len,omitempty"`
+	// Size is the file's size when its reader closed it; a closed file is
+	// reopened only when its size differs.
+	Size    int64     `json:"size,omitempty"`
+	Updated time.Time `json:"updated"`
 }
 
 type fileFormat struct {

@@ -2,8 +2,10 @@
 // outputs: chunks and events, the Input/Output/Processor seams and their
 // registry, the worker pool that parses chunks in parallel, the per-source
 // reorder step that keeps file order, the fan-out to each output's bounded
-// queue, the batcher and retry loop that drive an output, and the ordered
-// acknowledgements that turn delivered chunks into committed offsets.
+// queue, the batcher and retry loop that drive an output (with max_in_flight
+// batches at once, partial results from receivers that accept part of a
+// batch, and the dead-letter file for what is rejected for good), and the
+// ordered acknowledgements that turn settled chunks into committed offsets.
 //
 // Data flows one way: an input emits chunks, the pool processes them, the
 // outputs deliver them. Acknowledgements flow back through Source.commit, a

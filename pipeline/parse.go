@@ -93,6 +93,13 @@ type Text []byte
 // and digits without a float64 round trip. Fields hold it as *RawJSON.
 type RawJSON []byte
 
+// String makes a *Text print as its text wherever values are formatted
+// with fmt (index templates, labels), not as a pointer.
+func (t *Text) String() string { return string(*t) }
+
+// String returns the JSON text.
+func (r *RawJSON) String() string { return string(*r) }
+
 // Bytes returns the content of a string-like field value (string, []byte,
 // Text, *Text) and whether it was one. *RawJSON strings are not unquoted:
 // they are not string-like.

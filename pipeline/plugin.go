@@ -37,9 +37,12 @@ type Emitter interface {
 }
 
 // Output delivers batches. Write returns nil (delivered), Permanent(err)
-// (rejected; not retried), Throttle(err, d) (retry after d), or any other
-// error (retried with backoff). Write must not keep the batch after it
-// returns. Close flushes and releases the output.
+// (rejected; not retried), Throttle(err, d) (retry after d), a *PartialError
+// (some events delivered, some to retry, some rejected), or any other error
+// (retried with backoff). Write must not keep the batch after it returns.
+// With max_in_flight above 1, Write is called from several goroutines at
+// once. Close flushes and releases the output; no Write runs during or after
+// it.
 type Output interface {
 	Write(ctx context.Context, b *Batch) error
 	Close(ctx context.Context) error
@@ -149,8 +152,12 @@ func sortedKeys[V any](m map[string]V) []string {
 // Batch is what an output writes: events from one or more chunks, in queue
 // order. It is reused after Write returns.
 type Batch struct {
-	parts  []part
-	acks   []*Chunk // chunks whose last event is in this batch
+	parts []part
+	// acks are the chunks this batch holds a reference to: each is done once
+	// the batch is settled. A chunk split over several batches is held by
+	// each of them, so it is acknowledged only when all of them are settled,
+	// whatever order batches in flight finish in.
+	acks   []*Chunk
 	events int
 	bytes  int
 }
@@ -199,6 +206,36 @@ func (b *Batch) add(c *Chunk, i int) {
 	}
 	b.events++
 	b.bytes += len(c.Events[i].Raw) + 1
+}
+
+// keep narrows b to the events whose position (in All order) is marked in
+// want, so a retry re-sends only those. The acknowledgements stay: the
+// chunks are released when the narrowed batch is settled.
+func (b *Batch) keep(want []bool) {
+	var parts []part
+	i := 0
+	events, bytes := 0, 0
+	for _, p := range b.parts {
+		for k := p.lo; k < p.hi; k++ {
+			ev := &p.c.Events[k]
+			if ev.Drop {
+				continue
+			}
+			if i < len(want) && want[i] {
+				if n := len(parts); n > 0 && parts[n-1].c == p.c && parts[n-1].hi == k {
+					parts[n-1].hi = k + 1
+				} else {
+					parts = append(parts, part{p.c, k, k + 1})
+				}
+				events++
+				bytes += len(ev.Raw) + 1
+			}
+			i++
+		}
+	}
+	clear(b.parts)
+	b.parts = append(b.parts[:0], parts...)
+	b.events, b.bytes = events, bytes
 }
 
 // NewTestBatch builds a batch from raw lines, for output tests outside this

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ type Runner struct {
 	stats *Stats
 	Out   OutputStats
 
+	dl        *deadLetter            // nil without dead_letter_path
 	budget    atomic.Pointer[Budget] // the memory budget of the streams that feed it
 	done      chan struct{}
 	closeOnce sync.Once
@@ -36,11 +38,15 @@ func NewRunner(name string, out Output, set OutputSettings, log *zap.Logger, sta
 	if stats == nil {
 		stats = &Stats{}
 	}
-	return &Runner{
+	r := &Runner{
 		Name: name, out: out, set: set, log: log, stats: stats,
 		q:    NewQueue(set.Queue.MaxEvents, int(set.Queue.MaxBytes), set.Queue.WhenFull == "drop_newest"),
 		done: make(chan struct{}),
 	}
+	if set.DeadLetterPath != "" {
+		r.dl = &deadLetter{path: set.DeadLetterPath, output: name}
+	}
+	return r
 }
 
 // Queue returns the runner's queue, for depth metrics.
@@ -84,6 +90,11 @@ func (r *Runner) Start(abort context.Context) {
 			r.log.Error("closing output failed", zap.String("output", r.Name), zap.Error(err))
 			r.closeErr = err
 		}
+		if r.dl != nil {
+			if err := r.dl.close(); err != nil {
+				r.log.Error("closing dead-letter file failed", zap.String("output", r.Name), zap.Error(err))
+			}
+		}
 	}()
 }
 
@@ -101,7 +112,20 @@ func (r *Runner) Stop(ctx context.Context) error {
 }
 
 func (r *Runner) loop(ctx context.Context) {
-	var b Batch
+	b := new(Batch)
+	// With max_in_flight > 1, a full batch is handed to a goroutine of its
+	// own and the loop goes on filling the next one. free holds the batches
+	// not in flight; taking one is what bounds the batches in flight. The
+	// loop owns those goroutines and waits for them before it returns.
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	var free chan *Batch
+	if n := r.set.MaxInFlight; n > 1 {
+		free = make(chan *Batch, n)
+		for range n {
+			free <- new(Batch)
+		}
+	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	var deadline <-chan time.Time
@@ -110,8 +134,25 @@ func (r *Runner) loop(ctx context.Context) {
 			timer.Stop()
 			deadline = nil
 		}
-		r.deliver(ctx, &b)
-		b.reset()
+		if free == nil {
+			r.deliver(ctx, b)
+			b.reset()
+			return
+		}
+		var next *Batch
+		select {
+		case next = <-free:
+		case <-ctx.Done():
+			return // a forced stop: b stays unacknowledged
+		}
+		inflight.Add(1)
+		go func(b *Batch) {
+			defer inflight.Done()
+			r.deliver(ctx, b)
+			b.reset()
+			free <- b
+		}(b)
+		b = next
 	}
 	maxEvents, maxBytes := r.set.Batch.MaxEvents, int(r.set.Batch.MaxBytes)
 	for {
@@ -140,6 +181,15 @@ func (r *Runner) loop(ctx context.Context) {
 				continue
 			}
 			if b.events > 0 && (b.events >= maxEvents || b.bytes+len(ev.Raw)+1 > maxBytes) {
+				if n := len(b.parts); n > 0 && b.parts[n-1].c == c {
+					// The batch holds part of c; c must not be
+					// acknowledged before this batch is settled, even
+					// if a later batch holding the rest is settled
+					// first. The runner's own reference keeps c alive
+					// meanwhile, so the count cannot reach zero here.
+					c.pending.Add(1)
+					b.acks = append(b.acks, c)
+				}
 				flush()
 				if ctx.Err() != nil {
 					return
@@ -163,59 +213,147 @@ func (r *Runner) loop(ctx context.Context) {
 	}
 }
 
-// deliver writes b until it is delivered, rejected permanently, retries are
-// exhausted, or ctx ends. Only the first three acknowledge its chunks.
+// deliver writes b until it is settled (delivered, rejected permanently, or
+// retries exhausted) or ctx ends; only a settled batch acknowledges its
+// chunks.
 func (r *Runner) deliver(ctx context.Context, b *Batch) {
-	if b.events > 0 {
-		start := time.Now()
-		backoff := r.set.Retry.Initial.D()
-		for attempt := 1; ; attempt++ {
-			err := r.out.Write(ctx, b)
-			if err == nil {
-				r.Out.Delivered.Add(int64(b.events))
-				r.Out.Batches.Add(1)
-				r.Out.ConsecutiveFails.Store(0)
-				break
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			r.Out.Failures.Add(1)
-			r.Out.ConsecutiveFails.Add(1)
-			if IsPermanent(err) {
-				r.reject(b, "rejected", err)
-				break
-			}
-			if me := r.set.Retry.MaxElapsed.D(); me > 0 && time.Since(start) >= me {
-				r.reject(b, "retries_exhausted", err)
-				break
-			}
-			wait := time.Duration(rand.Int64N(int64(backoff) + 1)) // full jitter
-			if d, ok := RetryAfter(err); ok {
-				wait = d
-			}
-			backoff = min(2*backoff, r.set.Retry.Max.D())
-			r.Out.Retries.Add(1)
-			r.log.Warn("output write failed; retrying", zap.String("output", r.Name),
-				zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.Error(err))
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return
-			}
-		}
+	if b.events > 0 && !r.write(ctx, b) {
+		return
 	}
 	for _, c := range b.acks {
 		c.done()
 	}
 }
 
+// write is deliver's retry loop; it returns false if ctx ended first.
+func (r *Runner) write(ctx context.Context, b *Batch) bool {
+	start := time.Now()
+	backoff := r.set.Retry.Initial.D()
+	for attempt := 1; ; attempt++ {
+		err := r.out.Write(ctx, b)
+		if err == nil {
+			r.Out.Delivered.Add(int64(b.events))
+			r.Out.Batches.Add(1)
+			r.Out.ConsecutiveFails.Store(0)
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		var pe *PartialError
+		if errors.As(err, &pe) {
+			if !r.settlePart(b, pe) {
+				r.Out.Batches.Add(1)
+				r.Out.ConsecutiveFails.Store(0)
+				return true
+			}
+			// Only the events to retry are left in b.
+		} else if IsPermanent(err) {
+			r.Out.Failures.Add(1)
+			r.Out.ConsecutiveFails.Add(1)
+			r.reject(b, "rejected", err)
+			return true
+		}
+		r.Out.Failures.Add(1)
+		r.Out.ConsecutiveFails.Add(1)
+		if me := r.set.Retry.MaxElapsed.D(); me > 0 && time.Since(start) >= me {
+			r.reject(b, "retries_exhausted", err)
+			return true
+		}
+		wait := time.Duration(rand.Int64N(int64(backoff) + 1)) // full jitter
+		if d, ok := RetryAfter(err); ok {
+			wait = d
+		}
+		backoff = min(2*backoff, r.set.Retry.Max.D())
+		r.Out.Retries.Add(1)
+		r.log.Warn("output write failed; retrying", zap.String("output", r.Name),
+			zap.Int("attempt", attempt), zap.Int("events", b.events), zap.Duration("wait", wait), zap.Error(err))
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		}
+	}
+}
+
+// settlePart applies a PartialError to b: the rejected events are
+// dead-lettered or counted, the others not to retry are counted delivered,
+// and b is narrowed to the events to retry. It reports whether any are left.
+// Indices out of range are ignored, and an event both to retry and rejected
+// is rejected, so a confused output cannot make the runner loop forever.
+func (r *Runner) settlePart(b *Batch, pe *PartialError) bool {
+	const (
+		delivered = iota
+		retry
+		reject
+	)
+	marks := make([]int8, b.events)
+	reasons := make(map[int]string, len(pe.Rejected))
+	for _, i := range pe.Retry {
+		if i >= 0 && i < len(marks) {
+			marks[i] = retry
+		}
+	}
+	for _, rj := range pe.Rejected {
+		if rj.Index >= 0 && rj.Index < len(marks) {
+			marks[rj.Index] = reject
+			reasons[rj.Index] = rj.Reason
+		}
+	}
+	var recs []rejected
+	want := make([]bool, len(marks))
+	left, ok := 0, 0
+	i := 0
+	for src, ev := range b.All() {
+		switch marks[i] {
+		case retry:
+			want[i] = true
+			left++
+		case reject:
+			recs = append(recs, rejected{src: src, ev: ev, reason: "rejected", err: reasons[i]})
+		default:
+			ok++
+		}
+		i++
+	}
+	r.Out.Delivered.Add(int64(ok))
+	if len(recs) > 0 {
+		r.lose(recs, "rejected", pe.Err)
+	}
+	if left == 0 {
+		return false
+	}
+	b.keep(want)
+	return true
+}
+
+// reject gives up on every event of b.
 func (r *Runner) reject(b *Batch, reason string, err error) {
-	n := int64(b.events)
+	recs := make([]rejected, 0, b.events)
+	for src, ev := range b.All() {
+		recs = append(recs, rejected{src: src, ev: ev, reason: reason, err: err.Error()})
+	}
+	r.lose(recs, reason, err)
+}
+
+// lose writes rejected events to the dead-letter file, or, without one or
+// when it cannot be written, counts them as lost under reason.
+func (r *Runner) lose(recs []rejected, reason string, err error) {
+	n := int64(len(recs))
 	r.Out.Rejected.Add(n)
+	if r.dl != nil {
+		dlErr := r.dl.write(recs)
+		if dlErr == nil {
+			r.Out.DeadLettered.Add(n)
+			r.log.Warn("output rejected events; written to the dead-letter file", zap.String("output", r.Name),
+				zap.String("reason", reason), zap.Int64("events", n), zap.String("path", r.dl.path), zap.Error(err))
+			return
+		}
+		r.log.Error("dead-letter write failed", zap.String("output", r.Name), zap.Error(dlErr))
+	}
 	r.stats.Dropped(reason).Add(n)
-	r.log.Error("output rejected a batch; its events are counted as lost", zap.String("output", r.Name),
+	r.log.Error("output rejected events; they are counted as lost", zap.String("output", r.Name),
 		zap.String("reason", reason), zap.Int64("events", n), zap.Error(err))
 }

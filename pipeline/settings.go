@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -113,14 +115,23 @@ type OutputSettings struct {
 	Batch  BatchConfig `toml:"batch"`
 	Queue  QueueConfig `toml:"queue"`
 	Retry  RetryConfig `toml:"retry"`
+	// MaxInFlight is how many batches may be written at once. 1 keeps
+	// batches in order; more trades order for throughput against a slow
+	// receiver. Acknowledgements commit in order either way.
+	MaxInFlight int `toml:"max_in_flight"`
+	// DeadLetterPath, when set, is a file that receives every event the
+	// output rejects permanently, as a JSON line with the reason, instead
+	// of counting it as lost.
+	DeadLetterPath string `toml:"dead_letter_path"`
 }
 
 // DefaultOutputSettings returns the defaults for the common output keys.
 func DefaultOutputSettings() OutputSettings {
 	return OutputSettings{
-		Batch: BatchConfig{MaxEvents: 5000, MaxBytes: 1 << 20, Timeout: config.Dur(time.Second)},
-		Queue: QueueConfig{MaxEvents: 20000, MaxBytes: 8 << 20, WhenFull: "block"},
-		Retry: RetryConfig{Initial: config.Dur(100 * time.Millisecond), Max: config.Dur(30 * time.Second)},
+		Batch:       BatchConfig{MaxEvents: 5000, MaxBytes: 1 << 20, Timeout: config.Dur(time.Second)},
+		Queue:       QueueConfig{MaxEvents: 20000, MaxBytes: 8 << 20, WhenFull: "block"},
+		Retry:       RetryConfig{Initial: config.Dur(100 * time.Millisecond), Max: config.Dur(30 * time.Second)},
+		MaxInFlight: 1,
 	}
 }
 
@@ -158,6 +169,16 @@ func (s *OutputSettings) Validate() error {
 	}
 	if s.Retry.Max.D() < s.Retry.Initial.D() {
 		errs = append(errs, config.Errorf("retry.max", "must not be below retry.initial"))
+	}
+	if s.MaxInFlight < 1 || s.MaxInFlight > 256 {
+		errs = append(errs, config.Errorf("max_in_flight", "must be between 1 and 256, got %d", s.MaxInFlight))
+	}
+	if s.DeadLetterPath != "" {
+		if fi, err := os.Stat(s.DeadLetterPath); err == nil && fi.IsDir() {
+			errs = append(errs, config.Errorf("dead_letter_path", "%q is a directory; it must name a file", s.DeadLetterPath))
+		} else if fi, err := os.Stat(filepath.Dir(s.DeadLetterPath)); err == nil && !fi.IsDir() {
+			errs = append(errs, config.Errorf("dead_letter_path", "%q: %s is not a directory", s.DeadLetterPath, filepath.Dir(s.DeadLetterPath)))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -46,9 +46,11 @@ func (s *Source) InFlight() int64 { return s.inflight.Load() }
 // and commits every contiguous acknowledged chunk. commit is called under the
 // lock so the callback sees offsets in increasing order.
 func (s *Source) ack(seq uint64, end int64) {
+	// Deferred first, so it runs after the unlock and after commit: whoever
+	// waits for InFlight to reach zero sees the final checkpoint recorded.
+	defer s.inflight.Add(-1)
 	s.amu.Lock()
 	defer s.amu.Unlock()
-	s.inflight.Add(-1)
 	if seq != s.anext {
 		if s.acked == nil {
 			s.acked = make(map[uint64]int64)

@@ -12,6 +12,8 @@ type Stats struct {
 	InputLines     atomic.Int64
 	InputBytes     atomic.Int64
 	LinesTruncated atomic.Int64
+	FilesOpen      atomic.Int64 // file descriptors the file inputs hold
+	Rotations      atomic.Int64 // renames and truncations the file inputs followed
 	// ParseErrors counts lines a parser rejected; they are shipped raw
 	// with a parse_error field.
 	ParseErrors atomic.Int64
@@ -54,6 +56,17 @@ func (s *Stats) Dropped(reason string) *atomic.Int64 {
 	return c
 }
 
+// LostBytesByReason returns a snapshot of every lost-bytes counter.
+func (s *Stats) LostBytesByReason() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int64, len(s.lostBytes))
+	for k, v := range s.lostBytes {
+		out[k] = v.Load()
+	}
+	return out
+}
+
 // DroppedByReason returns a snapshot of every drop counter.
 func (s *Stats) DroppedByReason() map[string]int64 {
 	s.mu.Lock()
@@ -69,7 +82,8 @@ func (s *Stats) DroppedByReason() map[string]int64 {
 type OutputStats struct {
 	Delivered        atomic.Int64 // events acknowledged by the receiver
 	Batches          atomic.Int64 // batches delivered
-	Rejected         atomic.Int64 // events rejected permanently
+	Rejected         atomic.Int64 // events rejected permanently (dead-lettered or lost)
+	DeadLettered     atomic.Int64 // of those, events written to the dead-letter file
 	Dropped          atomic.Int64 // events dropped by when_full = "drop_newest"
 	Retries          atomic.Int64 // failed attempts that were retried
 	Failures         atomic.Int64 // failed attempts, retried or not

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -18,7 +19,9 @@ import (
 	"github.com/tailship/tailship/agent"
 	_ "github.com/tailship/tailship/inputs/file"
 	_ "github.com/tailship/tailship/outputs/file"
+	_ "github.com/tailship/tailship/outputs/http"
 	_ "github.com/tailship/tailship/outputs/stdout"
+	_ "github.com/tailship/tailship/outputs/tcp"
 	_ "github.com/tailship/tailship/parse"
 )
 
@@ -103,6 +106,13 @@ func runAgent(cfg *agent.Config, stderr io.Writer) int {
 		return exitConfig
 	}
 	defer log.Sync()
+	// Between collections the Go heap grows to twice what is live; on a
+	// node agent that doubling is the user's memory. A soft limit a little
+	// above the buffer budget makes the collector work harder instead.
+	// GOMEMLIMIT, when set, wins.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(cfg.Agent.MemoryLimit) + 24<<20)
+	}
 	a, err := agent.New(cfg, log)
 	if err != nil {
 		log.Error("cannot start", zap.Error(err))

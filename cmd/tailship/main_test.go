@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tailship/tailship/config/configtest"
 )
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
@@ -70,5 +72,45 @@ func TestVersionAndUsage(t *testing.T) {
 	}
 	if code, _, errOut := runCLI("check", "--config", "/nonexistent/tailship.toml"); code != exitConfig || !strings.Contains(errOut, "/nonexistent/tailship.toml") {
 		t.Errorf("missing file: %d %q", code, errOut)
+	}
+}
+
+// TestExampleNetworkOutputsCheck: the commented network outputs of the
+// example, uncommented as its instructions say, validate too, so the
+// documentation of every key stays true.
+func TestExampleNetworkOutputsCheck(t *testing.T) {
+	data, err := os.ReadFile("../../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const marker = "# ---------------------------------------------------------------- network outputs"
+	head, tail, ok := strings.Cut(string(data), marker)
+	if !ok {
+		t.Fatal("config.example.toml has no network outputs section")
+	}
+	var b strings.Builder
+	b.WriteString(head)
+	for _, l := range strings.Split(tail, "\n") {
+		if rest, ok := strings.CutPrefix(l, "# "); ok {
+			l = rest
+		}
+		b.WriteString(l + "\n")
+	}
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "password")
+	os.WriteFile(secret, []byte("pw\n"), 0o600)
+	doc := strings.ReplaceAll(b.String(), "/run/secrets/collector-password", secret)
+	doc = strings.ReplaceAll(doc, "/etc/tailship/ca.pem", configtest.NewCA(t).CAFile)
+	path := filepath.Join(dir, "network.toml")
+	os.WriteFile(path, []byte(doc), 0o644)
+	wd, _ := os.Getwd()
+	defer os.Chdir(wd)
+	os.Chdir(dir)
+	code, out, errOut := runCLI("check", "--config", path)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "ok (1 inputs, 7 outputs)") {
+		t.Errorf("stdout = %q", out)
 	}
 }

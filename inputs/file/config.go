@@ -3,6 +3,7 @@ package file
 import (
 	"errors"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/bmatcuk/doublestar/v4"
@@ -26,6 +27,18 @@ type Config struct {
 	// (its disk space is not freed while it is); the rest is given up and
 	// counted.
 	MaxHold config.Duration `toml:"max_hold"`
+	// MaxOpenFiles bounds the descriptors the input holds; 0 derives it
+	// from the process limit.
+	MaxOpenFiles int `toml:"max_open_files"`
+	// CloseInactive closes a file that has not grown for this long; it is
+	// reopened by identity when it grows.
+	CloseInactive config.Duration `toml:"close_inactive"`
+	// IgnoreOlder skips files not modified for this long that have no
+	// checkpoint; 0 reads every file.
+	IgnoreOlder config.Duration `toml:"ignore_older"`
+	// CheckpointTTL forgets the checkpoint of a file that has been gone
+	// this long.
+	CheckpointTTL config.Duration `toml:"checkpoint_ttl"`
 }
 
 func init() {
@@ -40,6 +53,8 @@ func defaults() *Config {
 		PollInterval:  config.Dur(250 * time.Millisecond),
 		CloseRemoved:  config.Dur(5 * time.Second),
 		MaxHold:       config.Dur(5 * time.Minute),
+		CloseInactive: config.Dur(5 * time.Minute),
+		CheckpointTTL: config.Dur(24 * time.Hour),
 	}
 }
 
@@ -73,6 +88,18 @@ func (c *Config) Validate() error {
 	if c.MaxHold.D() <= 0 {
 		errs = append(errs, config.Errorf("max_hold", "must be above 0"))
 	}
+	if c.MaxOpenFiles < 0 || c.MaxOpenFiles == 1 {
+		errs = append(errs, config.Errorf("max_open_files", "must be 0 (derived from the process limit) or at least 2, got %d", c.MaxOpenFiles))
+	}
+	if c.CloseInactive.D() <= 0 {
+		errs = append(errs, config.Errorf("close_inactive", "must be above 0"))
+	}
+	if c.IgnoreOlder.D() < 0 {
+		errs = append(errs, config.Errorf("ignore_older", "must not be negative"))
+	}
+	if c.CheckpointTTL.D() <= 0 {
+		errs = append(errs, config.Errorf("checkpoint_ttl", "must be above 0"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -100,5 +127,19 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Input, error) {
 	if bc.Checkpoints == nil {
 		return nil, errors.New("file input needs a checkpoint store")
 	}
-	return &Input{cfg: *c, name: bc.Name, include: inc, exclude: exc, store: bc.Checkpoints, log: bc.Logger, stats: bc.Stats}, nil
+	maxOpen := c.MaxOpenFiles
+	if maxOpen == 0 {
+		maxOpen = defaultMaxOpen()
+	}
+	return &Input{cfg: *c, name: bc.Name, include: inc, exclude: exc, store: bc.Checkpoints, log: bc.Logger, stats: bc.Stats, maxOpen: maxOpen}, nil
+}
+
+// defaultMaxOpen leaves half the process's descriptor limit to the rest of
+// the agent (sockets, output files) and to other inputs.
+func defaultMaxOpen() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == 0 {
+		return 512
+	}
+	return int(max(16, min(rl.Cur/2, 16384)))
 }

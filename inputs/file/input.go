@@ -5,7 +5,12 @@
 //
 // A file is known by its identity, device+inode plus a fingerprint of its
 // first bytes, not by its path: a renamed file keeps its reader and its
-// checkpoint, and an inode reused for new content is read from the start.
+// checkpoint, and an inode reused for new content is read from the start. A
+// copy of a file being read (copytruncate) is recognised by its content and
+// read only from where the original's reader stopped.
+//
+// Descriptors are bounded by max_open_files: files with unread data wait for
+// a slot, and readers idle at the end of their file give theirs up first.
 package file
 
 import (
@@ -15,7 +20,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,12 +42,23 @@ type Input struct {
 	store            *checkpoint.Store
 	log              *zap.Logger
 	stats            *pipeline.Stats
+	maxOpen          int
 
-	mu      sync.Mutex
-	readers map[fileID]*reader
-	wg      sync.WaitGroup
-	first   bool          // the first scan: start_at applies only to files found then
-	rescan  chan struct{} // readers ask for a scan when their file disappears
+	mu       sync.Mutex
+	readers  map[fileID]*reader
+	waiting  map[fileID]waitState // files with unread data waiting for a descriptor
+	deferred map[fileID]time.Time // files that look like a copy of a file being read
+	truncs   []*truncation        // recent truncations whose copy may still turn up
+	lastGC   time.Time
+	wg       sync.WaitGroup
+	first    bool          // the first scan: start_at applies only to files found then
+	rescan   chan struct{} // readers ask for a scan when their file disappears or they close
+	open     atomic.Int64  // descriptors held by readers, including readers winding down
+}
+
+type waitState struct {
+	since   time.Time
+	initial bool // found by the first scan, so start_at applies
 }
 
 func (in *Input) requestScan() {
@@ -54,12 +72,38 @@ type fileID struct{ dev, ino uint64 }
 
 func (id fileID) String() string { return fmt.Sprintf("%d:%d", id.dev, id.ino) }
 
+func parseID(s string) (fileID, bool) {
+	var id fileID
+	_, err := fmt.Sscanf(s, "%d:%d", &id.dev, &id.ino)
+	return id, err == nil
+}
+
 func statID(fi fs.FileInfo) (fileID, bool) {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return fileID{}, false
 	}
 	return fileID{uint64(st.Dev), uint64(st.Ino)}, true
+}
+
+// FileStatus is one followed file as the API shows it.
+type FileStatus struct {
+	Path      string
+	Size      int64 // at the reader's last look
+	Committed int64 // acknowledged by every output
+	Open      bool
+}
+
+// Files returns the files being read now, for status and lag metrics.
+func (in *Input) Files() []FileStatus {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	out := make([]FileStatus, 0, len(in.readers))
+	for _, r := range in.readers {
+		out = append(out, r.status())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
 }
 
 // Run scans for files every scan_interval and runs one reader per file until
@@ -72,6 +116,8 @@ func (in *Input) Run(ctx context.Context, em pipeline.Emitter) error {
 		in.stats = &pipeline.Stats{}
 	}
 	in.readers = make(map[fileID]*reader)
+	in.waiting = make(map[fileID]waitState)
+	in.deferred = make(map[fileID]time.Time)
 	in.rescan = make(chan struct{}, 1)
 	in.first = true
 	defer in.wg.Wait()
@@ -82,6 +128,11 @@ func (in *Input) Run(ctx context.Context, em pipeline.Emitter) error {
 	// A burst of create/rename events (a rotation) asks for one scan soon,
 	// not one scan per event.
 	var soon <-chan time.Time
+	scanSoon := func(d time.Duration) {
+		if soon == nil {
+			soon = time.After(d)
+		}
+	}
 	for {
 		wa.sync()
 		in.scan(ctx, em)
@@ -100,39 +151,59 @@ func (in *Input) Run(ctx context.Context, em pipeline.Emitter) error {
 				break wait
 			case ev := <-wa.events():
 				if ev.Has(fsnotify.Write) && !ev.Has(fsnotify.Create) {
-					in.wake(ev.Name)
+					// A closed file that grows is reopened by a scan;
+					// a poll interval of writes make one scan.
+					if !in.wake(ev.Name) && in.matches(ev.Name) {
+						scanSoon(in.cfg.PollInterval.D())
+					}
 					continue
 				}
-				if soon == nil {
-					soon = time.After(20 * time.Millisecond)
-				}
+				scanSoon(20 * time.Millisecond)
 			case err := <-wa.errors():
 				// Typically an inotify queue overflow: events were lost,
 				// so look at everything again.
 				in.log.Debug("file event error; rescanning", zap.Error(err))
-				if soon == nil {
-					soon = time.After(20 * time.Millisecond)
-				}
+				scanSoon(20 * time.Millisecond)
 			}
 		}
 	}
 }
 
 // wake tells the reader of path that the file changed, so it reads now
-// instead of at its next poll.
-func (in *Input) wake(path string) {
+// instead of at its next poll. It reports whether a reader has that path.
+func (in *Input) wake(path string) bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	woke := false
 	for _, r := range in.readers {
 		if r.currentPath() == path {
 			r.wakeUp()
+			woke = true
 		}
 	}
+	return woke
 }
 
-// match returns the files the globs select now, sorted, by identity.
-func (in *Input) match() map[fileID]string {
-	found := make(map[fileID]string)
+// matches reports whether path is selected by the globs.
+func (in *Input) matches(path string) bool {
+	sp := filepath.ToSlash(path)
+	for _, pat := range in.include {
+		if ok, _ := doublestar.Match(pat, sp); ok {
+			return !in.excluded(path)
+		}
+	}
+	return false
+}
+
+// seen is a file a scan found: the first path that led to it, and its stat.
+type seen struct {
+	path string
+	fi   fs.FileInfo
+}
+
+// match returns the files the globs select now, by identity.
+func (in *Input) match() map[fileID]seen {
+	found := make(map[fileID]seen)
 	var paths []string
 	for _, pat := range in.include {
 		ms, err := doublestar.FilepathGlob(pat, doublestar.WithFilesOnly())
@@ -156,7 +227,7 @@ func (in *Input) match() map[fileID]string {
 			continue
 		}
 		if _, dup := found[id]; !dup {
-			found[id] = p
+			found[id] = seen{p, fi}
 		}
 	}
 	return found
@@ -172,56 +243,211 @@ func (in *Input) excluded(p string) bool {
 	return false
 }
 
+type candidate struct {
+	id fileID
+	seen
+	waitState
+}
+
 func (in *Input) scan(ctx context.Context, em pipeline.Emitter) {
+	started := time.Now()
 	found := in.match()
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	for id, path := range found {
+	var cands []candidate
+	for id, s := range found {
 		r, tracked := in.readers[id]
-		if tracked && !r.gone.Load() && r.currentPath() == path {
-			continue
-		}
-		// Open now, not in the reader: in a rotation storm a file may be
-		// renamed or deleted milliseconds after it appears, and an open
-		// handle keeps it readable to its end.
-		f, err := os.Open(path)
-		if err != nil {
-			continue
-		}
-		fi, err := f.Stat()
-		if now, ok := statID(fi); err != nil || !ok || now != id {
-			f.Close()
-			in.requestScan() // replaced since the glob ran
-			continue
-		}
 		if tracked && !r.gone.Load() {
-			if r.sameHead(f) || !r.unlinked() {
-				r.setPath(path) // renamed, e.g. app.log -> app.log.1
-				f.Close()
+			if r.currentPath() != s.path && in.followRename(r, s.path) {
 				continue
 			}
-			// Same inode, other content: the old file was deleted and its
-			// inode reused. The old reader finishes its handle on its own.
-			r.markGone()
+			if !r.gone.Load() {
+				continue
+			}
 		}
-		in.start(ctx, em, id, path, f)
+		if !in.wants(id, s.fi) {
+			delete(in.waiting, id)
+			continue
+		}
+		w, ok := in.waiting[id]
+		if !ok {
+			w = waitState{since: started, initial: in.first}
+			in.waiting[id] = w
+		}
+		cands = append(cands, candidate{id, s, w})
+	}
+	// Longest waiting first, so that under max_open_files every file gets
+	// its turn.
+	sort.Slice(cands, func(i, j int) bool {
+		if !cands[i].since.Equal(cands[j].since) {
+			return cands[i].since.Before(cands[j].since)
+		}
+		return cands[i].path < cands[j].path
+	})
+	blocked := 0
+	for _, c := range cands {
+		if ctx.Err() != nil {
+			return
+		}
+		if int(in.open.Load()) >= in.maxOpen {
+			blocked++
+			continue
+		}
+		if in.openCandidate(ctx, em, c) {
+			delete(in.waiting, c.id)
+		}
+	}
+	for id := range in.waiting {
+		if _, ok := found[id]; !ok {
+			delete(in.waiting, id)
+		}
+	}
+	for id := range in.deferred {
+		if _, ok := found[id]; !ok {
+			delete(in.deferred, id)
+		}
+	}
+	if blocked > 0 {
+		in.evictIdle(blocked)
+	}
+	in.settleTruncations(started)
+	if time.Since(in.lastGC) >= in.cfg.ScanInterval.D() {
+		in.lastGC = time.Now()
+		in.collectCheckpoints(found)
 	}
 }
 
-func (in *Input) start(ctx context.Context, em pipeline.Emitter, id fileID, path string, f *os.File) {
-	r := newReader(in, id, path, in.first)
+// followRename handles a tracked file found under another path: a rename
+// (app.log -> app.log.1) keeps its reader. It reports false when the path
+// holds other content under the same identity, which needs a reader of its
+// own; the old reader is then marked gone.
+func (in *Input) followRename(r *reader, path string) bool {
+	// While the reader holds its descriptor the inode cannot be reused, so
+	// a file that still has a name is the same file, renamed.
+	if !r.unlinked() {
+		r.setPath(path)
+		in.stats.Rotations.Add(1)
+		return true
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return true // gone again; the next scan looks anew
+	}
+	defer f.Close()
+	if r.sameHead(f) {
+		r.setPath(path)
+		return true
+	}
+	// Same inode number, other content (file systems that recycle inode
+	// numbers of open files): the old reader finishes its handle on its own.
+	r.markGone()
+	return false
+}
+
+// wants reports whether a file without a reader has something to read.
+func (in *Input) wants(id fileID, fi fs.FileInfo) bool {
+	e, ok := in.store.Get(in.key(id))
+	if !ok {
+		if ia := in.cfg.IgnoreOlder.D(); ia > 0 && time.Since(fi.ModTime()) > ia {
+			return false
+		}
+		return true
+	}
+	if e.Size > 0 {
+		return fi.Size() != e.Size // closed at this size: reopen when it changes
+	}
+	return fi.Size() != e.Offset
+}
+
+// openCandidate opens a file that has no reader and starts one, unless the
+// file is a copy of a file still being read. It reports whether the file
+// no longer waits.
+func (in *Input) openCandidate(ctx context.Context, em pipeline.Emitter, c candidate) bool {
+	// Open now, not in the reader: in a rotation storm a file may be
+	// renamed or deleted milliseconds after it appears, and an open handle
+	// keeps it readable to its end.
+	f, err := os.Open(c.path)
+	if err != nil {
+		return true
+	}
+	in.open.Add(1)
+	closeF := func() {
+		f.Close()
+		in.open.Add(-1)
+	}
+	fi, err := f.Stat()
+	if now, ok := statID(fi); err != nil || !ok || now != c.id {
+		closeF()
+		in.requestScan() // replaced since the glob ran
+		return true
+	}
+	at, deferred := in.place(c.id, f, fi.Size())
+	if deferred {
+		closeF()
+		return true
+	}
+	delete(in.deferred, c.id)
+	if old, ok := in.readers[c.id]; ok && !old.gone.Load() {
+		old.markGone()
+	}
+	r := newReader(in, c.id, c.path, c.initial)
 	r.f = f
-	in.readers[id] = r
+	r.claim = at
+	in.readers[c.id] = r
+	in.stats.FilesOpen.Add(1)
 	in.wg.Add(1)
 	go func() {
 		defer in.wg.Done()
 		r.run(ctx, em, f)
+		in.open.Add(-1)
+		in.stats.FilesOpen.Add(-1)
 		in.mu.Lock()
-		if in.readers[id] == r {
-			delete(in.readers, id)
+		if in.readers[c.id] == r {
+			delete(in.readers, c.id)
 		}
 		in.mu.Unlock()
+		in.requestScan() // a descriptor is free for a waiting file
 	}()
+	return true
+}
+
+// evictIdle asks up to n readers that sit at the end of their file to close
+// it, so that files with unread data get descriptors. A file with unread
+// data, or a deleted one, is never evicted.
+func (in *Input) evictIdle(n int) {
+	var idle []*reader
+	for _, r := range in.readers {
+		if r.atEOF.Load() && !r.evict.Load() && !r.gone.Load() {
+			idle = append(idle, r)
+		}
+	}
+	sort.Slice(idle, func(i, j int) bool { return idle[i].idleSince() < idle[j].idleSince() })
+	for _, r := range idle[:min(n, len(idle))] {
+		r.evict.Store(true)
+		r.wakeUp()
+	}
+}
+
+// collectCheckpoints forgets the checkpoints of files that are gone and
+// have not been updated for checkpoint_ttl.
+func (in *Input) collectCheckpoints(found map[fileID]seen) {
+	ttl := in.cfg.CheckpointTTL.D()
+	prefix := in.name + "/"
+	for _, k := range in.store.Keys(prefix) {
+		id, ok := parseID(strings.TrimPrefix(k, prefix))
+		if !ok {
+			continue
+		}
+		if _, here := found[id]; here {
+			continue
+		}
+		if _, reading := in.readers[id]; reading {
+			continue
+		}
+		if e, ok := in.store.Get(k); ok && time.Since(e.Updated) >= ttl {
+			in.store.Delete(k)
+		}
+	}
 }
 
 func (in *Input) key(id fileID) string { return in.name + "/" + id.String() }

@@ -35,14 +35,20 @@ type fingerprint struct {
 }
 
 func headFingerprint(f *os.File, n int) (fingerprint, error) {
+	fp, _, err := readHead(f, n)
+	return fp, err
+}
+
+// readHead returns the fingerprint of f's first n bytes and the bytes.
+func readHead(f *os.File, n int) (fingerprint, []byte, error) {
 	buf := make([]byte, n)
 	m, err := f.ReadAt(buf, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return fingerprint{}, err
+		return fingerprint{}, nil, err
 	}
 	h := fnv.New64a()
 	h.Write(buf[:m])
-	return fingerprint{n: m, hash: h.Sum64()}, nil
+	return fingerprint{n: m, hash: h.Sum64()}, buf[:m], nil
 }
 
 // reader follows one file (one identity) from its checkpoint to its end,
@@ -53,25 +59,52 @@ type reader struct {
 	startAtEnd bool
 	log        *zap.Logger
 
-	mu   sync.Mutex // guards what commit callbacks read: path, fp, gen
-	path string
-	fp   fingerprint
-	gen  int // bumped when the file is truncated: late acks of the old content are ignored
+	mu      sync.Mutex // guards what commit callbacks read: path, fp, gen
+	path    string
+	fp      fingerprint
+	headRaw []byte // the bytes fp was taken of
+	gen     int    // bumped when the file is truncated: late acks of the old content are ignored
 
 	f        *os.File
+	claim    int64  // where the scan decided reading starts (a copy of content already read); -1: checkpoint or start_at
 	off      int64  // next byte to read
+	consumed int64  // end of the last line emitted: where a checkpoint or a copy's reader may resume
+	tail     []byte // the last bytes emitted (up to 1 KiB), ending at consumed
+	tails    [tailMarks]tailMark
+	tailsN   int
 	carry    []byte // the unterminated tail of the last read (at most max_line_bytes)
 	skipping bool   // discarding the rest of a line longer than max_line_bytes
 	src      *pipeline.Source
 	lastData time.Time
 	wake     chan struct{} // a file event for this file; buffered, one pending is enough
 	lastSize int64         // size at the last stat: what a truncation may have cut
+	seenSize atomic.Int64  // lastSize, for status from other goroutines
 	deleted  time.Time     // when the file was first seen unlinked
 	headBuf  []byte
 	// gone is set once the file is seen deleted: its inode may be reused by
 	// a new file, which then gets its own reader, so this one stops writing
 	// checkpoints under the shared identity.
 	gone atomic.Bool
+	// atEOF is set while the reader has read every complete line; evict
+	// asks such a reader to close its file for one that waits (max_open_files).
+	atEOF    atomic.Bool
+	evict    atomic.Bool
+	idleFrom atomic.Int64 // unix nanoseconds of the last data
+}
+
+// tailMarks is how many recent chunk ends a reader remembers. A copy made
+// before the reader got to the truncation point is recognised by the mark
+// at or before its end; 64 chunks cover what a writer adds between a copy
+// and the truncation that follows it.
+const tailMarks = 64
+
+// tailMark is the hash of the bytes just before a chunk's end: a copy of
+// the file holds the same bytes there, and the checkpoint at that offset
+// carries it (see checkpoint.Entry.Tail).
+type tailMark struct {
+	at   int64
+	hash uint64
+	n    int
 }
 
 func (r *reader) markGone() {
@@ -138,7 +171,7 @@ func (r *reader) wakeUp() {
 }
 
 func newReader(in *Input, id fileID, path string, startAtEnd bool) *reader {
-	return &reader{in: in, id: id, path: path, startAtEnd: startAtEnd && in.cfg.StartAt == "end", wake: make(chan struct{}, 1),
+	return &reader{in: in, id: id, path: path, claim: -1, startAtEnd: startAtEnd && in.cfg.StartAt == "end", wake: make(chan struct{}, 1),
 		log: in.log.With(zap.String("input", in.name), zap.String("path", path))}
 }
 
@@ -167,7 +200,8 @@ func (r *reader) run(ctx context.Context, em pipeline.Emitter, f *os.File) {
 		return
 	}
 	r.newSource(em)
-	r.lastData = time.Now()
+	r.touch()
+	dormant := false
 	for ctx.Err() == nil {
 		progressed, err := r.readOnce(ctx, em)
 		if err != nil {
@@ -177,29 +211,135 @@ func (r *reader) run(ctx context.Context, em pipeline.Emitter, f *os.File) {
 			break
 		}
 		if progressed {
+			r.atEOF.Store(false)
 			continue
 		}
+		r.atEOF.Store(true)
 		if r.idle() {
+			break
+		}
+		if r.closeIdle() {
+			dormant = true
 			break
 		}
 		r.sleep(ctx, r.in.cfg.PollInterval.D())
 	}
 	r.waitAcked(ctx)
+	if dormant && ctx.Err() == nil && r.src.InFlight() == 0 {
+		r.rest()
+	}
+}
+
+func (r *reader) touch() {
+	r.lastData = time.Now()
+	r.idleFrom.Store(r.lastData.UnixNano())
+}
+
+func (r *reader) idleSince() int64 { return r.idleFrom.Load() }
+
+// closeIdle reports, at the end of a file that still has its name, whether
+// to close it: it was quiet for close_inactive, or its descriptor is wanted
+// by a file with unread data. It is reopened when it grows.
+func (r *reader) closeIdle() bool {
+	if r.gone.Load() || r.unlinked() {
+		return false
+	}
+	return r.evict.Load() || time.Since(r.lastData) >= r.in.cfg.CloseInactive.D()
+}
+
+// rest records, as the reader closes an idle file, where it stopped and
+// the size it saw, so the scan reopens the file only when it changes.
+func (r *reader) rest() {
+	r.mu.Lock()
+	e := checkpoint.Entry{Offset: r.consumed, Path: r.path, Fingerprint: r.fp.hash, FPLen: r.fp.n, Size: r.lastSize}
+	r.tailAt(&e)
+	r.mu.Unlock()
+	r.in.store.Set(r.in.key(r.id), e)
+}
+
+func (r *reader) forgetMarks() {
+	r.tail = r.tail[:0]
+	r.mu.Lock()
+	r.tails, r.tailsN = [tailMarks]tailMark{}, 0
+	r.mu.Unlock()
+}
+
+// tailAt adds the tail hash for e.Offset when the reader still has it.
+// Callers hold r.mu.
+func (r *reader) tailAt(e *checkpoint.Entry) {
+	for _, t := range r.tails {
+		if t.n > 0 && t.at == e.Offset {
+			e.Tail, e.TailLen = t.hash, t.n
+			return
+		}
+	}
+}
+
+// remember records the hash of the 1 KiB before end, the end of chunk
+// bytes b, keeping a rolling 1 KiB of what was emitted so that small chunks
+// hash the same span as large ones.
+func (r *reader) remember(b []byte, end int64) {
+	if len(b) >= fpBytes {
+		r.tail = append(r.tail[:0], b[len(b)-fpBytes:]...)
+	} else {
+		if keep := fpBytes - len(b); len(r.tail) > keep {
+			r.tail = r.tail[:copy(r.tail, r.tail[len(r.tail)-keep:])]
+		}
+		r.tail = append(r.tail, b...)
+	}
+	h := hashBytes(r.tail)
+	r.mu.Lock()
+	r.tails[r.tailsN%len(r.tails)] = tailMark{at: end, hash: h, n: len(r.tail)}
+	r.tailsN++
+	r.mu.Unlock()
+}
+
+// marks returns the remembered chunk ends, newest first.
+func (r *reader) marks() []tailMark {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]tailMark, 0, min(r.tailsN, len(r.tails)))
+	for i := r.tailsN - 1; i >= 0 && i >= r.tailsN-len(r.tails); i-- {
+		out = append(out, r.tails[i%len(r.tails)])
+	}
+	return out
+}
+
+func (r *reader) head() fingerprint {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.fp
+}
+
+func (r *reader) status() FileStatus {
+	st := FileStatus{Path: r.currentPath(), Size: r.seenSize.Load(), Open: true}
+	if r.src != nil {
+		st.Committed = r.src.Committed()
+	}
+	return st
 }
 
 // resume positions the reader from its checkpoint, if that checkpoint is for
 // this content, else at the start (or the end for start_at = "end" files
 // present at startup).
 func (r *reader) resume(size int64) error {
-	fp, err := headFingerprint(r.f, int(min(size, fpBytes)))
+	fp, raw, err := readHead(r.f, int(min(size, fpBytes)))
 	if err != nil {
 		return err
 	}
-	r.fp = fp
+	r.mu.Lock()
+	r.fp, r.headRaw = fp, raw
+	r.mu.Unlock()
+	defer func() { r.consumed = r.off }()
 	key := r.in.key(r.id)
+	if r.claim >= 0 {
+		r.off = r.claim
+		r.in.store.Set(key, checkpoint.Entry{Offset: r.off, Path: r.path, Fingerprint: fp.hash, FPLen: fp.n})
+		return nil
+	}
 	e, ok := r.in.store.Get(key)
 	switch {
-	case ok && r.sameContent(e, size):
+	case ok && sameContent(r.f, r.fp, e, size):
 		r.off = e.Offset
 	case ok:
 		r.log.Info("file identity reused by new content; reading from the start")
@@ -213,17 +353,18 @@ func (r *reader) resume(size int64) error {
 	return nil
 }
 
-// sameContent reports whether checkpoint e describes this file's content:
-// its fingerprint still matches the head and it does not point past the end.
-func (r *reader) sameContent(e checkpoint.Entry, size int64) bool {
+// sameContent reports whether checkpoint e describes the content of f, whose
+// head fingerprint is fp: the fingerprint still matches and e does not point
+// past the end.
+func sameContent(f *os.File, fp fingerprint, e checkpoint.Entry, size int64) bool {
 	if e.Offset > size || int64(e.FPLen) > size {
 		return false
 	}
-	if e.FPLen == r.fp.n {
-		return e.Fingerprint == r.fp.hash
+	if e.FPLen == fp.n {
+		return e.Fingerprint == fp.hash
 	}
-	fp, err := headFingerprint(r.f, e.FPLen)
-	return err == nil && fp.hash == e.Fingerprint
+	got, err := headFingerprint(f, e.FPLen)
+	return err == nil && got.hash == e.Fingerprint
 }
 
 // alignEnd returns the offset just past the last newline before size, so
@@ -256,6 +397,7 @@ func (r *reader) commit(gen int, off int64) {
 		return
 	}
 	e := checkpoint.Entry{Offset: off, Path: r.path, Fingerprint: r.fp.hash, FPLen: r.fp.n}
+	r.tailAt(&e)
 	r.mu.Unlock()
 	r.in.store.Set(r.in.key(r.id), e)
 }
@@ -270,10 +412,10 @@ func (r *reader) readOnce(ctx context.Context, em pipeline.Emitter) (bool, error
 	size := fi.Size()
 	if size < r.off || r.headChanged(size) {
 		r.truncated(em, size)
-		r.lastSize = size
+		r.setSize(size)
 		return true, nil
 	}
-	r.lastSize = size
+	r.setSize(size)
 	if r.deletedTooLong(fi, size) {
 		return false, errGaveUp
 	}
@@ -301,9 +443,19 @@ func (r *reader) readOnce(ctx context.Context, em pipeline.Emitter) (bool, error
 		em.Release(c)
 		return false, nil
 	}
+	// A truncation between the stat and the read may have let the writer
+	// put new content where the old content was: then what was read is
+	// not the old content's continuation. Writes land in order, so new
+	// bytes at our offset mean a new head too.
+	if r.headChanged(r.off + int64(n)) {
+		em.Release(c)
+		r.truncated(em, size)
+		return true, nil
+	}
 	r.off += int64(n)
-	r.lastData = time.Now()
+	r.touch()
 	data := buf[:len(buf)+n]
+	spliced := r.skipping
 	if r.skipping {
 		fresh := data[len(r.carry):]
 		i := bytes.IndexByte(fresh, '\n')
@@ -333,6 +485,12 @@ func (r *reader) readOnce(ctx context.Context, em pipeline.Emitter) (bool, error
 	r.carry = append(r.carry[:0], tail...)
 	c.Buf = data[:last+1]
 	c.End = r.off - int64(len(tail))
+	if spliced {
+		r.forgetMarks() // the buffer is no longer the file's bytes
+	} else {
+		r.remember(c.Buf, c.End)
+	}
+	r.consumed = c.End
 	if err := em.Emit(ctx, c); err != nil {
 		return false, err
 	}
@@ -360,28 +518,48 @@ func (r *reader) sameHead(f *os.File) bool {
 }
 
 func (r *reader) refreshFingerprint(size int64) {
-	fp, err := headFingerprint(r.f, int(min(size, fpBytes)))
+	fp, raw, err := readHead(r.f, int(min(size, fpBytes)))
 	if err != nil {
 		return
 	}
 	r.mu.Lock()
-	r.fp = fp
+	r.fp, r.headRaw = fp, raw
 	r.mu.Unlock()
+}
+
+// headHasPrefix reports whether the file's first bytes, as far as the
+// reader has seen them, start with b and go on past it.
+func (r *reader) headHasPrefix(b []byte) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.headRaw) > len(b) && bytes.HasPrefix(r.headRaw, b)
+}
+
+// setSize records the size seen by the last stat.
+func (r *reader) setSize(size int64) {
+	r.lastSize = size
+	r.seenSize.Store(size)
 }
 
 // truncated restarts the file from its start after a copytruncate; chunks of
 // the old content still in flight no longer move the checkpoint.
 func (r *reader) truncated(em pipeline.Emitter, size int64) {
 	// What the file held beyond our offset before it was cut is gone
-	// unless a copy of it is read elsewhere; count it.
-	if lost := r.lastSize - r.off; lost > 0 {
-		r.in.stats.LostBytes("truncated").Add(lost)
+	// unless a copy of it turns up; the input decides which, and counts.
+	t := &truncation{head: r.head(), off: r.consumed, marks: r.marks(), lastSize: max(r.lastSize, r.off), at: time.Now(), path: r.currentPath()}
+	if t.head.n < fpBytes {
+		t.marks = nil // too short to recognise a copy by
 	}
+	r.forgetMarks()
 	r.log.Info("file truncated; reading from the start", zap.Int64("old_offset", r.off), zap.Int64("size", size))
-	r.off, r.carry, r.skipping = 0, r.carry[:0], false
+	r.off, r.consumed, r.carry, r.skipping = 0, 0, r.carry[:0], false
+	// The new head first: a scan that still saw the old one would take
+	// the copy for a copy of a live file and wait for it, not claim it.
 	r.refreshFingerprint(size)
 	r.newSource(em)
 	r.in.store.Set(r.in.key(r.id), checkpoint.Entry{Offset: 0, Path: r.currentPath(), Fingerprint: r.fp.hash, FPLen: r.fp.n})
+	r.in.noteTruncation(t)
+	r.in.stats.Rotations.Add(1)
 }
 
 // idle reports, at the end of the file, whether the reader should stop: the

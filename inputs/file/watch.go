@@ -1,10 +1,12 @@
 package file
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/bmatcuk/doublestar/v4"
 	"github.com/fsnotify/fsnotify"
@@ -15,27 +17,135 @@ import (
 // entry asks for a rescan now, a write wakes the reader of that file. Events
 // are never trusted to be complete (they overflow, and NFS has none); the
 // periodic rescan and the readers' poll are what guarantee progress.
+//
+// Every file input of the process shares one inotify instance (the hub):
+// instances are a per-user kernel limit (often 128), and an agent with many
+// inputs, next to other programs, must not use them up.
 type watcher struct {
-	w       *fsnotify.Watcher
 	log     *zap.Logger
 	bases   []string // static directory prefix of each include glob
 	deep    []bool   // whether that glob has ** (watch subdirectories too)
 	watched map[string]bool
+	ev      chan fsnotify.Event
+	errs    chan error
 }
 
+// hub owns the process's one fsnotify watcher and the goroutine that hands
+// its events to the inputs' watchers. It starts with the first subscriber
+// and stops, waiting for its goroutine, when the last one leaves.
+type hub struct {
+	mu   sync.Mutex
+	w    *fsnotify.Watcher
+	subs map[*watcher]bool
+	dirs map[string]int // watched directory -> subscribers that want it
+	done chan struct{}
+}
+
+var events hub
+
+var errOverflow = errors.New("file events dropped: a subscriber fell behind")
+
 func newWatcher(include []string, log *zap.Logger) *watcher {
-	fw, err := fsnotify.NewWatcher()
-	if err != nil {
-		log.Warn("file events unavailable; relying on scan_interval and poll_interval", zap.Error(err))
-		return nil
-	}
-	wa := &watcher{w: fw, log: log, watched: map[string]bool{}}
+	wa := &watcher{log: log, watched: map[string]bool{}, ev: make(chan fsnotify.Event, 1024), errs: make(chan error, 1)}
 	for _, pat := range include {
 		base, rest := doublestar.SplitPattern(pat)
 		wa.bases = append(wa.bases, filepath.FromSlash(base))
 		wa.deep = append(wa.deep, strings.Contains(rest, "**"))
 	}
+	if err := events.subscribe(wa); err != nil {
+		log.Warn("file events unavailable; relying on scan_interval and poll_interval", zap.Error(err))
+		return nil
+	}
 	return wa
+}
+
+func (h *hub) subscribe(wa *watcher) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.w == nil {
+		w, err := fsnotify.NewWatcher()
+		if err != nil {
+			return err
+		}
+		h.w, h.subs, h.dirs, h.done = w, map[*watcher]bool{}, map[string]int{}, make(chan struct{})
+		go h.dispatch(w, h.done)
+	}
+	h.subs[wa] = true
+	return nil
+}
+
+func (h *hub) unsubscribe(wa *watcher) {
+	h.mu.Lock()
+	delete(h.subs, wa)
+	for dir := range wa.watched {
+		if h.dirs[dir]--; h.dirs[dir] <= 0 {
+			delete(h.dirs, dir)
+			_ = h.w.Remove(dir) // may be gone already
+		}
+	}
+	var w *fsnotify.Watcher
+	var done chan struct{}
+	if len(h.subs) == 0 {
+		w, done = h.w, h.done
+		h.w = nil
+	}
+	h.mu.Unlock()
+	if w != nil {
+		w.Close() // ends dispatch
+		<-done
+	}
+}
+
+// dispatch hands each event to the watchers of its directory. A watcher
+// whose buffer is full gets an overflow error instead, which makes its input
+// rescan: the hub never blocks on one slow input.
+func (h *hub) dispatch(w *fsnotify.Watcher, done chan struct{}) {
+	defer close(done)
+	for {
+		select {
+		case ev, ok := <-w.Events:
+			if !ok {
+				return
+			}
+			dir := filepath.Dir(ev.Name)
+			h.mu.Lock()
+			if h.dirs[ev.Name] > 0 && ev.Has(fsnotify.Remove|fsnotify.Rename) {
+				// The kernel dropped the watch with the directory; forget
+				// it so that the next sync watches a new one by that name.
+				delete(h.dirs, ev.Name)
+				for wa := range h.subs {
+					delete(wa.watched, ev.Name)
+				}
+			}
+			for wa := range h.subs {
+				if !wa.watched[dir] && !wa.watched[ev.Name] {
+					continue
+				}
+				select {
+				case wa.ev <- ev:
+				default:
+					wa.fail(errOverflow)
+				}
+			}
+			h.mu.Unlock()
+		case err, ok := <-w.Errors:
+			if !ok {
+				return
+			}
+			h.mu.Lock()
+			for wa := range h.subs {
+				wa.fail(err)
+			}
+			h.mu.Unlock()
+		}
+	}
+}
+
+func (wa *watcher) fail(err error) {
+	select {
+	case wa.errs <- err:
+	default:
+	}
 }
 
 // sync adds watches for every base directory (and, under **, every
@@ -60,16 +170,21 @@ func (wa *watcher) sync() {
 }
 
 func (wa *watcher) add(dir string) {
+	events.mu.Lock()
+	defer events.mu.Unlock()
 	if wa.watched[dir] {
 		return
 	}
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return
 	}
-	if err := wa.w.Add(dir); err != nil {
-		wa.log.Debug("cannot watch directory", zap.String("dir", dir), zap.Error(err))
-		return
+	if events.dirs[dir] == 0 {
+		if err := events.w.Add(dir); err != nil {
+			wa.log.Debug("cannot watch directory", zap.String("dir", dir), zap.Error(err))
+			return
+		}
 	}
+	events.dirs[dir]++
 	wa.watched[dir] = true
 }
 
@@ -77,18 +192,18 @@ func (wa *watcher) events() <-chan fsnotify.Event {
 	if wa == nil {
 		return nil
 	}
-	return wa.w.Events
+	return wa.ev
 }
 
 func (wa *watcher) errors() <-chan error {
 	if wa == nil {
 		return nil
 	}
-	return wa.w.Errors
+	return wa.errs
 }
 
 func (wa *watcher) close() {
 	if wa != nil {
-		wa.w.Close()
+		events.unsubscribe(wa)
 	}
 }

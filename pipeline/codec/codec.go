@@ -126,6 +126,17 @@ func (e *Encoder) Encode(b *pipeline.Batch) ([]byte, error) {
 	return e.compress(buf)
 }
 
+// Compress compresses a body an output built itself (an Elasticsearch bulk
+// or Loki push request) as one self-contained unit, with the encoder's
+// compression; "none" returns plain. The result is valid until the next
+// call to Encode or Compress.
+func (e *Encoder) Compress(plain []byte) ([]byte, error) {
+	if len(plain) == 0 {
+		return plain, nil
+	}
+	return e.compress(plain)
+}
+
 func (e *Encoder) compress(plain []byte) ([]byte, error) {
 	e.out.b = e.out.b[:0]
 	switch e.compression {

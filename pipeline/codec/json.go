@@ -159,6 +159,11 @@ func appendFloat(dst []byte, f float64, bits int) []byte {
 	return strconv.AppendFloat(dst, f, 'g', -1, bits)
 }
 
+// AppendString appends s as a quoted JSON string, the way AppendJSON writes
+// strings: invalid UTF-8 becomes U+FFFD. Outputs that build their own JSON
+// bodies (Elasticsearch actions, Loki streams) use it.
+func AppendString[S string | []byte](dst []byte, s S) []byte { return appendString(dst, s) }
+
 // safe marks the bytes that go into a JSON string as they are.
 var safe = func() (t [utf8.RuneSelf]bool) {
 	for c := 0x20; c < utf8.RuneSelf; c++ {

@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/tailship/tailship/pipeline"
@@ -29,5 +30,14 @@ func TestAppendJSONParsedValues(t *testing.T) {
 	buf := make([]byte, 0, 1024)
 	if n := testing.AllocsPerRun(100, func() { buf = AppendJSON(buf[:0], nil, ev) }); n != 0 {
 		t.Errorf("AppendJSON allocates %v times per event with parsed values", n)
+	}
+}
+
+// TestParsedValuesPrint: outputs that format values with fmt (index
+// templates, labels) see the text, not a pointer.
+func TestParsedValuesPrint(t *testing.T) {
+	a := new(pipeline.Arena)
+	if got := fmt.Sprint(a.Text([]byte("web")), " ", a.RawJSON([]byte("42"))); got != "web 42" {
+		t.Errorf("fmt.Sprint = %q", got)
 	}
 }

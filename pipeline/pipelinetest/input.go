@@ -89,6 +89,11 @@ func CheckSequences(lines []string, want map[string]int) error {
 // Emit. It records the offsets the pipeline commits. A Feeder must be used
 // from one goroutine at a time.
 type Feeder struct {
+	// OnCommit, when set before the first Emit, is called with every
+	// committed offset, in order, as the pipeline commits it: a test can
+	// check there what the output had received at that moment.
+	OnCommit func(offset int64)
+
 	e    pipeline.Emitter
 	name string
 	src  *pipeline.Source
@@ -117,6 +122,9 @@ func (f *Feeder) commit(off int64) {
 	}
 	f.committed = off
 	f.commits++
+	if f.OnCommit != nil {
+		f.OnCommit(off)
+	}
 }
 
 // Emit sends one chunk holding the next n lines.
