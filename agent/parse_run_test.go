@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,5 +99,90 @@ batch = { timeout = "10ms" }
 	}
 	if got := a.Stats().ParseErrors.Load(); got != 4 {
 		t.Errorf("ParseErrors = %d, want 4", got)
+	}
+}
+
+// TestAgentJoinsCRIPartials: a container log whose long lines the runtime
+// split into P pieces, big enough to span many reads, is shipped by the
+// real agent with every line whole, in order, and committed to its end.
+func TestAgentJoinsCRIPartials(t *testing.T) {
+	dir := t.TempDir()
+	var in bytes.Buffer
+	var want []string
+	const n = 3000
+	piece := strings.Repeat("x", 300)
+	for i := range n {
+		ts := "2026-11-22T10:00:00.000000001Z"
+		pieces := i % 4 // 0 to 3 P pieces before the F line
+		for range pieces {
+			fmt.Fprintf(&in, "%s stdout P %s\n", ts, piece)
+		}
+		fmt.Fprintf(&in, "%s stdout F end-%d\n", ts, i)
+		want = append(want, fmt.Sprintf("%s stdout F %send-%d", ts, strings.Repeat(piece, pieces), i))
+	}
+	os.WriteFile(filepath.Join(dir, "pod.log"), in.Bytes(), 0o644)
+	out := filepath.Join(dir, "shipped.txt") // not matched by the input glob
+	doc := fmt.Sprintf(`
+[agent]
+data_dir = %q
+[inputs.pods]
+type = "file"
+include = [%q]
+parser = "cri"
+[outputs.out]
+type = "file"
+inputs = ["pods"]
+path = %q
+format = "raw"
+compression = "none"
+batch = { timeout = "10ms" }
+`, filepath.Join(dir, "data"), filepath.Join(dir, "*.log"), out)
+	cfg, err := agent.Load("t.toml", []byte(doc), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(cfg, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(out)
+		if bytes.Count(b, []byte("\n")) >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("only %d lines shipped", bytes.Count(b, []byte("\n")))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(out)
+	got := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(got) != n {
+		for i := range 8 {
+			t.Logf("%.100q", got[i])
+		}
+		t.Fatalf("%d lines, want %d", len(got), n)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("line %d:\n got %.80q...\nwant %.80q...", i, got[i], want[i])
+		}
+	}
+	if e := a.Stats().ParseErrors.Load(); e != 0 {
+		t.Errorf("%d parse errors", e)
+	}
+	// Every byte was committed: the checkpoint file names the file's size.
+	cp, _ := os.ReadFile(filepath.Join(dir, "data", "checkpoints.json"))
+	if !bytes.Contains(cp, []byte(fmt.Sprintf(`"offset": %d`, in.Len()))) && !bytes.Contains(cp, []byte(fmt.Sprintf(`"offset":%d`, in.Len()))) {
+		t.Errorf("checkpoint does not commit the whole file (%d bytes): %s", in.Len(), cp)
 	}
 }
