@@ -102,6 +102,12 @@ func New(cfg *Config, log *zap.Logger) (*Agent, error) {
 		}
 		common := ic.Common()
 		st := a.pipe.NewStream(name, int(common.MaxLineBytes), staticFields(common.Fields), nil, routes[name])
+		ps, err := pipeline.BuildParser(common)
+		if err != nil {
+			closeBuilt()
+			return nil, fmt.Errorf("input %s: parser: %w", name, err)
+		}
+		st.SetParser(ps)
 		a.inputs = append(a.inputs, namedInput{name, in, st})
 	}
 	return a, nil
@@ -221,6 +227,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("stopped", zap.Int64("lines", a.stats.InputLines.Load()),
 		zap.Int64("lines_truncated", a.stats.LinesTruncated.Load()),
+		zap.Int64("parse_errors", a.stats.ParseErrors.Load()),
 		zap.Any("lost_bytes", a.stats.LostBytesByReason()),
 		zap.Any("dropped", a.stats.DroppedByReason()))
 	return runErr

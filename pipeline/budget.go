@@ -58,6 +58,16 @@ func (b *Budget) Acquire(ctx context.Context, n int64) error {
 	}
 }
 
+// Charge adds n bytes without waiting. It is for memory that already
+// exists, such as a chunk's parsed values: counting it makes readers wait
+// for it, but it cannot be refused, and a worker that waited here could
+// hold the very chunks whose release it waits for.
+func (b *Budget) Charge(n int64) {
+	b.mu.Lock()
+	b.used += n
+	b.mu.Unlock()
+}
+
 // Release returns n bytes.
 func (b *Budget) Release(n int64) {
 	b.mu.Lock()

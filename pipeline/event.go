@@ -3,11 +3,13 @@ package pipeline
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Field is one key/value of a structured event. Values are the Go types a
 // JSON encoder understands: string, []byte (encoded as a string), bool, int64,
-// float64, nil, or nested []Field.
+// float64, nil, or nested []Field; parsers produce *Text (a string) and
+// *RawJSON (a value in JSON form), which point into the chunk's Arena.
 type Field struct {
 	Key   string
 	Value any
@@ -19,6 +21,9 @@ type Event struct {
 	Raw    []byte
 	Fields []Field // per-event fields from parsing and processors; nil on the raw path
 	Drop   bool    // set by a processor that filtered the event out on purpose
+	// Time is when the event happened, from the line (parse.timestamp);
+	// zero when unknown, and outputs then use the time they read it.
+	Time time.Time
 }
 
 // Chunk is the unit that crosses goroutines: many consecutive lines of one
@@ -38,9 +43,11 @@ type Chunk struct {
 
 	Events []Event // filled by the worker pool
 
-	pending atomic.Int32 // outputs that still hold the chunk
+	pending atomic.Int32 // outputs (and Holds) that still hold the chunk
 	budget  *Budget
 	charged int64
+	arena   *Arena   // parsed values of Events; nil when not parsed
+	after   []func() // run once the chunk is acknowledged (OnFinish)
 }
 
 // bytes returns the chunk's weight for queue and budget accounting.
@@ -57,6 +64,10 @@ func (c *Chunk) done() {
 
 func (c *Chunk) finish() {
 	c.Source.ack(c.Seq, c.End)
+	for _, f := range c.after {
+		f()
+	}
+	c.after = nil
 	c.release()
 }
 
@@ -69,6 +80,14 @@ func (c *Chunk) release() {
 	}
 	putBuf(c.Buf)
 	c.Buf = nil
+	if c.arena != nil {
+		// Big arenas are let go so one huge chunk does not pin memory.
+		if cap(c.arena.buf) <= 4<<20 {
+			c.arena.Reset()
+			arenaPool.Put(c.arena)
+		}
+		c.arena = nil
+	}
 	if cap(c.Events) > 0 && cap(c.Events) <= 64*1024 {
 		ev := c.Events[:0]
 		clear(ev[:cap(ev)])

@@ -55,8 +55,11 @@ func (p *Pipeline) Start(abort context.Context) {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
+			// Parsers are per worker (ParserSpec.New), one per stream this
+			// worker has seen, so their scratch state needs no locking.
+			w := worker{parsers: map[*Stream]Parser{}}
 			for c := range p.in {
-				p.process(c)
+				p.process(c, &w)
 			}
 		}()
 	}
@@ -78,6 +81,24 @@ type Stream struct {
 	procs   []Processor
 	routes  []*Runner
 	fields  []Field
+	parser  ParserSpec
+}
+
+// worker is the state one pool goroutine keeps between chunks.
+type worker struct {
+	parsers map[*Stream]Parser
+}
+
+func (w *worker) parser(s *Stream) Parser {
+	if s.parser.New == nil {
+		return nil
+	}
+	p, ok := w.parsers[s]
+	if !ok {
+		p = s.parser.New()
+		w.parsers[s] = p
+	}
+	return p
 }
 
 // NewStream wires an input to its processors and outputs. fields are static
@@ -88,6 +109,10 @@ func (p *Pipeline) NewStream(input string, maxLine int, fields []Field, procs []
 	}
 	return &Stream{p: p, Input: input, maxLine: maxLine, fields: fields, procs: procs, routes: routes}
 }
+
+// SetParser makes the stream parse its lines with ps. Call it before the
+// input runs.
+func (s *Stream) SetParser(ps ParserSpec) { s.parser = ps }
 
 // NewSource implements Emitter.
 func (s *Stream) NewSource(name string, commit func(offset int64)) *Source {
@@ -122,13 +147,31 @@ func (s *Stream) Emit(ctx context.Context, c *Chunk) error {
 // Release implements Emitter.
 func (s *Stream) Release(c *Chunk) { c.release() }
 
-// process runs on a worker: split lines, apply processors, then reorder.
-func (p *Pipeline) process(c *Chunk) {
+// process runs on a worker: split lines, parse, apply processors, then
+// reorder.
+func (p *Pipeline) process(c *Chunk, w *worker) {
 	s := c.Source.stream
 	p.split(c, s.maxLine)
 	lines := len(c.Events)
 	p.stats.InputLines.Add(int64(lines))
 	p.stats.InputBytes.Add(int64(len(c.Buf)))
+	if pr := w.parser(s); pr != nil {
+		a := c.Arena()
+		failed := 0
+		for i := 0; i < len(c.Events); {
+			i, failed = parseFrom(pr, c.Events, a, i, failed)
+		}
+		if failed > 0 {
+			p.stats.ParseErrors.Add(int64(failed))
+		}
+		// Parsed values can outweigh the line buffer several times
+		// (a Field per member); memory_limit must cover them too.
+		if c.budget != nil {
+			n := a.size()
+			c.budget.Charge(n)
+			c.charged += n
+		}
+	}
 	if len(s.procs) > 0 {
 		for i := range c.Events {
 			ev := &c.Events[i]
@@ -145,7 +188,7 @@ func (p *Pipeline) process(c *Chunk) {
 			}
 		}
 	}
-	c.Source.reorder(c, s.fanOut)
+	c.Source.reorder(c, s.deliver)
 }
 
 // split cuts the chunk buffer into events; one slice per chunk, none per line.
@@ -188,16 +231,23 @@ func (p *Pipeline) split(c *Chunk, maxLine int) {
 	}
 }
 
-// fanOut hands a chunk, in source order, to every routed output. The chunk
-// is acknowledged when the last of them is done with it.
-func (s *Stream) fanOut(c *Chunk) {
-	if len(s.routes) == 0 {
-		c.finish()
-		return
+// deliver runs, in source order, the source's ordered stage and then hands
+// the chunk to every routed output. The chunk is acknowledged when the last
+// of them (and of the stage's Holds) is done with it.
+func (s *Stream) deliver(c *Chunk) {
+	// One reference of our own, so that neither a Hold's release nor a fast
+	// output can finish the chunk before every output has it.
+	c.pending.Store(1)
+	if s.parser.NewOrdered != nil {
+		src := c.Source
+		// Only the worker delivering this source touches it (reorder
+		// serialises deliveries under its lock).
+		if src.ordered == nil {
+			src.ordered = s.parser.NewOrdered(s.p.stats)
+		}
+		src.ordered.Process(c)
 	}
-	// Hold one reference while pushing so a fast output cannot finish the
-	// chunk before the others have it.
-	c.pending.Store(int32(len(s.routes)) + 1)
+	c.pending.Add(int32(len(s.routes)))
 	for _, r := range s.routes {
 		r.push(s.p.abort, c)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/tailship/tailship/config"
@@ -15,11 +16,34 @@ type InputSettings struct {
 	Type         string         `toml:"type"`
 	Fields       map[string]any `toml:"fields"`
 	MaxLineBytes config.Size    `toml:"max_line_bytes"`
+	// Parser names how lines become fields: none, or a parser the parse
+	// package registered (json, logfmt, regex, cri, docker, syslog).
+	Parser string        `toml:"parser"`
+	Parse  ParseSettings `toml:"parse"`
+}
+
+// ParseSettings are the options of [inputs.NAME.parse]; each parser
+// rejects the ones it does not use, so a misplaced option is an error.
+type ParseSettings struct {
+	// Pattern is the regex parser's expression; named groups become fields.
+	Pattern string `toml:"pattern"`
+	// Timestamp sets the event time from a parsed field.
+	Timestamp TimestampSettings `toml:"timestamp"`
+	// PartialTimeout bounds how long cri and docker wait for the rest of a
+	// partial line before giving its pieces up (counted).
+	PartialTimeout config.Duration `toml:"partial_timeout"`
+}
+
+// TimestampSettings say which field holds the event time and how to read it.
+type TimestampSettings struct {
+	Field  string `toml:"field"`
+	Layout string `toml:"layout"` // a Go time layout, or unix, unix_ms, unix_us, unix_ns
 }
 
 // DefaultInputSettings returns the defaults for the common input keys.
 func DefaultInputSettings() InputSettings {
-	return InputSettings{MaxLineBytes: 1 << 20}
+	return InputSettings{MaxLineBytes: 1 << 20, Parser: "none",
+		Parse: ParseSettings{PartialTimeout: config.Dur(10 * time.Second)}}
 }
 
 // Common returns the settings; promoted to plugin configs that embed them.
@@ -38,7 +62,29 @@ func (s *InputSettings) Validate() error {
 			errs = append(errs, config.Errorf("fields."+k, "must be a string, number or boolean"))
 		}
 	}
+	errs = append(errs, s.validateParser())
 	return errors.Join(errs...)
+}
+
+func (s *InputSettings) validateParser() error {
+	if s.Parser == "none" || s.Parser == "" {
+		var errs []error
+		if s.Parse.Pattern != "" {
+			errs = append(errs, config.Errorf("parse.pattern", "is only used by parser = \"regex\""))
+		}
+		if s.Parse.Timestamp != (TimestampSettings{}) {
+			errs = append(errs, config.Errorf("parse.timestamp", "needs a parser to read fields from (parser = \"none\")"))
+		}
+		return errors.Join(errs...)
+	}
+	parsers.Lock()
+	_, ok := parsers.m[s.Parser]
+	parsers.Unlock()
+	if !ok {
+		return config.Errorf("parser", "unknown parser %q (known: %s)", s.Parser, strings.Join(ParserNames(), ", "))
+	}
+	_, err := BuildParser(s)
+	return err
 }
 
 // BatchConfig closes a batch on whichever limit comes first.

@@ -22,6 +22,7 @@ type Source struct {
 	rnext      uint64
 	rwait      map[uint64]*Chunk
 	delivering bool
+	ordered    Ordered // the parser's ordered stage, created on first delivery
 
 	// ack state
 	amu       sync.Mutex

@@ -14,6 +14,9 @@ type Stats struct {
 	LinesTruncated atomic.Int64
 	FilesOpen      atomic.Int64 // file descriptors the file inputs hold
 	Rotations      atomic.Int64 // renames and truncations the file inputs followed
+	// ParseErrors counts lines a parser rejected; they are shipped raw
+	// with a parse_error field.
+	ParseErrors atomic.Int64
 
 	mu        sync.Mutex
 	dropped   map[string]*atomic.Int64

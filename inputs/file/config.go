@@ -18,7 +18,6 @@ type Config struct {
 	Include      []string        `toml:"include"`
 	Exclude      []string        `toml:"exclude"`
 	StartAt      string          `toml:"start_at"` // beginning | end, for files without a checkpoint
-	Parser       string          `toml:"parser"`
 	ScanInterval config.Duration `toml:"scan_interval"`
 	PollInterval config.Duration `toml:"poll_interval"`
 	// CloseRemoved is how long a file that was renamed away or deleted is
@@ -50,7 +49,6 @@ func defaults() *Config {
 	return &Config{
 		InputSettings: pipeline.DefaultInputSettings(),
 		StartAt:       "beginning",
-		Parser:        "none",
 		ScanInterval:  config.Dur(10 * time.Second),
 		PollInterval:  config.Dur(250 * time.Millisecond),
 		CloseRemoved:  config.Dur(5 * time.Second),
@@ -80,11 +78,6 @@ func (c *Config) Validate() error {
 	case "beginning", "end":
 	default:
 		errs = append(errs, config.Errorf("start_at", "must be \"beginning\" or \"end\", got %q", c.StartAt))
-	}
-	switch c.Parser {
-	case "none", "":
-	default:
-		errs = append(errs, config.Errorf("parser", "unknown parser %q (this version supports \"none\")", c.Parser))
 	}
 	if c.ScanInterval.D() < 10*time.Millisecond {
 		errs = append(errs, config.Errorf("scan_interval", "must be at least 10ms"))

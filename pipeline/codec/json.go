@@ -75,6 +75,17 @@ func appendValue(dst []byte, v any) []byte {
 		return appendString(dst, v)
 	case []byte:
 		return appendString(dst, v)
+	case *pipeline.Text:
+		return appendString(dst, []byte(*v))
+	case pipeline.Text:
+		return appendString(dst, []byte(v))
+	case *pipeline.RawJSON:
+		// Parsers hand over JSON they validated; an empty one would make
+		// the object invalid.
+		if len(*v) == 0 {
+			return append(dst, "null"...)
+		}
+		return append(dst, *v...)
 	case bool:
 		return strconv.AppendBool(dst, v)
 	case int:

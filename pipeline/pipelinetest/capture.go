@@ -12,8 +12,8 @@ import (
 	"github.com/tailship/tailship/pipeline"
 )
 
-// Capture is a pipeline.Output that records, in order, the Raw bytes of every
-// event of every batch it accepted. The zero value is ready to use; set the
+// Capture is a pipeline.Output that records, in order, the Raw bytes (or the
+// Render) of every event of every batch it accepted. The zero value is ready to use; set the
 // optional fields before the output is first written to.
 type Capture struct {
 	// Fail, when set, is called on every attempt after Block and Delay. A
@@ -28,6 +28,9 @@ type Capture struct {
 	Block chan struct{}
 	// Delay, when set, is slept (ctx-aware) by every Write: a slow sink.
 	Delay time.Duration
+	// Render, when set, makes the recorded string of an event (for
+	// example its JSON encoding, to see parsed fields) instead of Raw.
+	Render func(src *pipeline.Source, ev *pipeline.Event) string
 
 	mu      sync.Mutex
 	attempt int
@@ -76,8 +79,12 @@ func (c *Capture) Write(ctx context.Context, b *pipeline.Batch) error {
 	// Copy before returning: the event bytes belong to the pipeline's
 	// buffers, which are reused once the batch is acknowledged.
 	got := make([]string, 0, b.Len())
-	for _, ev := range b.All() {
-		got = append(got, string(ev.Raw))
+	for src, ev := range b.All() {
+		if c.Render != nil {
+			got = append(got, c.Render(src, ev))
+		} else {
+			got = append(got, string(ev.Raw))
+		}
 	}
 	c.mu.Lock()
 	c.attempt = 0
