@@ -697,6 +697,6 @@ func checkpointAt(path string, end int64) bool {
 
 // jsonParser is added to the input of the json-http scenario.
 const (
-	jsonParser = ""
-	jsonNote   = "(no json parser on this branch: lines shipped as messages)"
+	jsonParser = "parser = \"json\"\n"
+	jsonNote   = "(parser = json)"
 )
