@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -111,7 +112,14 @@ func runAgent(cfg *agent.Config, stderr io.Writer) int {
 	// above the buffer budget makes the collector work harder instead.
 	// GOMEMLIMIT, when set, wins.
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(int64(cfg.Agent.MemoryLimit) + 24<<20)
+		debug.SetMemoryLimit(2*int64(cfg.Agent.MemoryLimit) + 32<<20)
+	}
+	// Profiles for performance work: go run ./tests/bench passes the
+	// environment on to the agent it starts.
+	if p := os.Getenv("TAILSHIP_CPUPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil && pprof.StartCPUProfile(f) == nil {
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
 	}
 	a, err := agent.New(cfg, log)
 	if err != nil {

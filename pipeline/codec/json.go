@@ -174,6 +174,29 @@ var safe = func() (t [utf8.RuneSelf]bool) {
 
 const hexDigits = "0123456789abcdef"
 
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// load8 reads s[i:i+8] as a little-endian word.
+func load8[S string | []byte](s S, i int) uint64 {
+	_ = s[i+7]
+	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+}
+
+// plain8 reports whether none of the eight bytes of w is a control byte,
+// '"', '\\' or non-ASCII (the bytes the safe table does not pass).
+func plain8(w uint64) bool {
+	hasZero := func(v uint64) uint64 { return (v - lsb) & ^v & msb }
+	bad := w & msb                   // non-ASCII
+	bad |= (w - 0x20*lsb) & ^w & msb // below 0x20
+	bad |= hasZero(w ^ ('"' * lsb))  // '"'
+	bad |= hasZero(w ^ ('\\' * lsb)) // '\\'
+	return bad == 0
+}
+
 // appendString appends s as a quoted JSON string (RFC 8259). Runs of bytes
 // that need no escaping are copied at once, which is the common case for
 // log lines.
@@ -181,6 +204,14 @@ func appendString[S string | []byte](dst []byte, s S) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Eight bytes at a time while none of them needs attention: log
+		// lines are mostly plain ASCII, and this is the encoder's hot loop.
+		for i+8 <= len(s) && plain8(load8(s, i)) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if safe[c] {
