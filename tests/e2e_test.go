@@ -53,7 +53,12 @@ type agentProc struct {
 
 func startAgent(t *testing.T, configPath string) *agentProc {
 	t.Helper()
-	cmd := exec.Command(binary, "run", "--config", configPath)
+	return startBinary(t, binary, configPath)
+}
+
+func startBinary(t *testing.T, bin, configPath string) *agentProc {
+	t.Helper()
+	cmd := exec.Command(bin, "run", "--config", configPath)
 	cmd.Dir = filepath.Dir(configPath)
 	log := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = log, log

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -427,3 +428,113 @@ func TestConnectionDroppedMidRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestUnavailableForAWhile: the receiver answers 503 and 429, each with a
+// Retry-After of one second, to every request for its first 1.5 s. Nothing
+// is lost, every failed attempt is counted as a retry, and no retry comes
+// sooner than the Retry-After that preceded it.
+func TestUnavailableForAWhile(t *testing.T) {
+	start := time.Now()
+	var mu sync.Mutex
+	var at []time.Time
+	var failedAt []bool
+	s, srv := newNDJSONServer(t, func(n int) (int, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		at = append(at, time.Now())
+		fail := time.Since(start) < 1500*time.Millisecond
+		failedAt = append(failedAt, fail)
+		if !fail {
+			return 0, ""
+		}
+		if n%2 == 0 {
+			return 429, "1"
+		}
+		return 503, "1"
+	})
+	c := testConfig(srv.URL)
+	in := &pipelinetest.StaticInput{Sources: []string{"a", "b"}, Lines: 5000, ChunkLines: 250}
+	r, _ := ship(t, c, in, pipelinetest.ShipOptions{})
+	if err := pipelinetest.CheckSequences(s.Lines(), in.Want()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	failures := 0
+	for i := range at {
+		if !failedAt[i] {
+			continue
+		}
+		failures++
+		if i+1 < len(at) && at[i+1].Sub(at[i]) < time.Second-10*time.Millisecond {
+			t.Fatalf("attempt %d came %v after a Retry-After: 1 answer", i+1, at[i+1].Sub(at[i]))
+		}
+	}
+	if failures < 2 {
+		t.Fatalf("only %d failed attempts in the first 1.5 s", failures)
+	}
+	if f, re := r.Out.Failures.Load(), r.Out.Retries.Load(); f != int64(failures) || re != int64(failures) {
+		t.Fatalf("runner counted %d failed attempts and %d retries; the receiver refused %d", f, re, failures)
+	}
+}
+
+// TestSlowReceiverBackpressure: a receiver that takes 20 ms per request is
+// far slower than the input. The output's queue never holds more than its
+// bounds (plus the one chunk an empty queue always admits), the input is
+// held back (lines read but not yet delivered never exceed what the memory
+// budget lets the pipeline hold), and nothing is lost.
+func TestSlowReceiverBackpressure(t *testing.T) {
+	s, srv := newNDJSONServer(t, func(int) (int, string) { time.Sleep(20 * time.Millisecond); return 0, "" })
+	c := testConfig(srv.URL)
+	c.Queue.MaxEvents = 2000
+	c.Queue.MaxBytes = 64 << 10
+	c.Batch.MaxEvents = 500
+	const chunk = 100
+	in := &pipelinetest.StaticInput{Sources: []string{"a", "b"}, Lines: 20000, ChunkLines: chunk}
+
+	var taken atomic.Int64 // events the pool has processed, i.e. read from the input
+	count := procFunc(func(*pipeline.Event) (bool, error) { taken.Add(1); return true, nil })
+	var maxEvents, maxBytes, maxAhead int
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	started := func(r *pipeline.Runner) {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Millisecond):
+				}
+				ev, by := r.Queue().Depth()
+				maxEvents, maxBytes = max(maxEvents, ev), max(maxBytes, by)
+				maxAhead = max(maxAhead, int(taken.Load())-s.Len())
+			}
+		})
+	}
+	const budget = 256 << 10
+	ship(t, c, in, pipelinetest.ShipOptions{Procs: []pipeline.Processor{count}, Started: started, MemoryLimit: budget})
+	close(stop)
+	wg.Wait()
+	if err := pipelinetest.CheckSequences(s.Lines(), in.Want()); err != nil {
+		t.Fatal(err)
+	}
+	lineBytes := len(pipelinetest.Line("a", 0))
+	if maxEvents > c.Queue.MaxEvents+chunk || maxBytes > int(c.Queue.MaxBytes)+chunk*lineBytes {
+		t.Fatalf("queue held up to %d events / %d bytes; bounds %d / %d", maxEvents, maxBytes, c.Queue.MaxEvents, c.Queue.MaxBytes)
+	}
+	if maxEvents == 0 {
+		t.Fatal("the queue never filled: the receiver was not slower than the input")
+	}
+	// Every chunk is charged to the budget from its read until every
+	// output acknowledged it: queue, batches, and chunks parked in the
+	// reorder step behind a worker that waits to push.
+	bound := budget / pipeline.BufClass(chunk*lineBytes) * chunk
+	if maxAhead > bound {
+		t.Fatalf("the input ran %d lines ahead of the receiver; backpressure should hold it within %d", maxAhead, bound)
+	}
+	t.Logf("queue peak %d events / %d bytes; input at most %d lines ahead of the receiver", maxEvents, maxBytes, maxAhead)
+}
+
+type procFunc func(*pipeline.Event) (bool, error)
+
+func (f procFunc) Process(ev *pipeline.Event) (bool, error) { return f(ev) }

@@ -154,6 +154,13 @@ func (s *ndjsonServer) Lines() []string {
 	return append([]string(nil), s.lines...)
 }
 
+// Len returns how many lines were accepted so far.
+func (s *ndjsonServer) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.lines)
+}
+
 // esServer is an Elasticsearch _bulk endpoint. item decides each document's
 // fate from its line and how many times that line was sent before: 0 (or
 // 2xx) indexes it, anything else fails the item with that status.

@@ -16,6 +16,12 @@ type ShipOptions struct {
 	Procs   []pipeline.Processor // run on every event, e.g. to set fields
 	Timeout time.Duration        // default 60s
 	Logger  *zap.Logger          // the runner's; default none
+	// MemoryLimit is the pipeline's budget (agent.memory_limit); default
+	// 64 MiB.
+	MemoryLimit int64
+	// Started, when set, is called with the runner once it runs, so a
+	// test can watch its queue while lines flow.
+	Started func(r *pipeline.Runner)
 }
 
 // Ship sends every line of in through a real pipeline (workers, reorder,
@@ -33,13 +39,20 @@ func Ship(in *StaticInput, name string, out pipeline.Output, set pipeline.Output
 		return nil, nil, fmt.Errorf("settings: %w", err)
 	}
 	stats := &pipeline.Stats{}
-	p := pipeline.New(pipeline.Options{Workers: 2, MemoryLimit: 64 << 20, Stats: stats})
+	limit := o.MemoryLimit
+	if limit <= 0 {
+		limit = 64 << 20
+	}
+	p := pipeline.New(pipeline.Options{Workers: 2, MemoryLimit: limit, Stats: stats})
 	r := pipeline.NewRunner(name, out, set, o.Logger, stats)
 	abortCtx, abort := context.WithCancel(context.Background())
 	defer abort()
 	r.Start(abortCtx)
 	p.Start(abortCtx)
 	st := p.NewStream("in", 1<<20, o.Fields, o.Procs, []*pipeline.Runner{r})
+	if o.Started != nil {
+		o.Started(r)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
