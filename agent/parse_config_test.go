@@ -44,7 +44,7 @@ func TestLoadParserSettings(t *testing.T) {
 		t.Errorf("app settings = %+v", app)
 	}
 	pods := cfg.Inputs["pods"].Common()
-	if pods.Parser != "cri" || pods.Parse.PartialTimeout.D().String() != "3s" {
+	if pods.Parser != "cri" || pods.Parse.PartialTimeout.D().String() != "3s" || pods.Parse.KeepRaw {
 		t.Errorf("pods settings = %+v", pods)
 	}
 	c, err := load(t, good, nil)
@@ -70,6 +70,8 @@ func TestLoadParserErrors(t *testing.T) {
 			`inputs.pods.parse.pattern: is only used by parser = "regex"`},
 		{"bad layout", strings.Replace(parsed, `layout = "2006-01-02T15:04:05Z07:00"`, `layout = "iso8601"`, 1),
 			`inputs.app.parse.timestamp.layout: "iso8601" has no time elements`},
+		{"keep_raw without a parser", strings.Replace(strings.Replace(parsed, `parser = "cri"`, `parser = "none"`, 1), `parse = { partial_timeout = "3s" }`, `parse = { keep_raw = true }`, 1),
+			`t.toml:18: inputs.pods.parse.keep_raw: needs a parser`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -234,6 +234,10 @@ func (t *timed) Parse(ev *pipeline.Event, a *pipeline.Arena) error {
 type keyCache struct {
 	m    map[string]*cachedKey
 	line uint64
+	// Lines of one source mostly repeat the previous line's keys in the
+	// same order: prev holds them, and the key at position pos is tried
+	// first with a plain comparison, which is cheaper than hashing it.
+	prev, cur []*cachedKey
 }
 
 type cachedKey struct {
@@ -244,7 +248,10 @@ type cachedKey struct {
 const maxCachedKeys = 4096
 
 // nextLine starts a new line for repeat detection.
-func (k *keyCache) nextLine() { k.line++ }
+func (k *keyCache) nextLine() {
+	k.line++
+	k.prev, k.cur = k.cur, k.prev[:0]
+}
 
 // add sets the field key b = v of the line being parsed.
 func (k *keyCache) add(a *pipeline.Arena, b []byte, v any) {
@@ -259,10 +266,13 @@ func (k *keyCache) add(a *pipeline.Arena, b []byte, v any) {
 // get returns the key as a string and whether it may already be in this
 // line (always for keys beyond the cache's bound).
 func (k *keyCache) get(b []byte) (key string, repeat bool) {
+	if pos := len(k.cur); pos < len(k.prev) {
+		if e := k.prev[pos]; e.s == string(b) {
+			return k.hit(e)
+		}
+	}
 	if e, ok := k.m[string(b)]; ok {
-		repeat = e.line == k.line
-		e.line = k.line
-		return e.s, repeat
+		return k.hit(e)
 	}
 	s := string(b)
 	if k.m == nil {
@@ -271,6 +281,17 @@ func (k *keyCache) get(b []byte) (key string, repeat bool) {
 	if len(k.m) >= maxCachedKeys {
 		return s, true
 	}
-	k.m[s] = &cachedKey{s: s, line: k.line}
+	e := &cachedKey{s: s, line: k.line}
+	k.m[s] = e
+	k.cur = append(k.cur, e)
 	return s, false
+}
+
+func (k *keyCache) hit(e *cachedKey) (string, bool) {
+	repeat := e.line == k.line
+	e.line = k.line
+	if !repeat {
+		k.cur = append(k.cur, e)
+	}
+	return e.s, repeat
 }

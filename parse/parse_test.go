@@ -114,6 +114,43 @@ func TestJSON(t *testing.T) {
 	})
 }
 
+// TestKeysInChangingOrder: the key cache predicts each line's keys from the
+// previous line's order; lines that repeat, reorder, drop or repeat keys
+// within a line must still come out right, one after the other.
+func TestKeysInChangingOrder(t *testing.T) {
+	for _, name := range []string{"json", "logfmt"} {
+		t.Run(name, func(t *testing.T) {
+			line := func(kv ...string) string {
+				var b strings.Builder
+				for i := 0; i < len(kv); i += 2 {
+					if name == "json" {
+						if b.Len() > 0 {
+							b.WriteString(",")
+						}
+						fmt.Fprintf(&b, "%q:%q", kv[i], kv[i+1])
+					} else {
+						fmt.Fprintf(&b, "%s=%s ", kv[i], kv[i+1])
+					}
+				}
+				if name == "json" {
+					return "{" + b.String() + "}"
+				}
+				return b.String()
+			}
+			p := spec(t, name, nil).New()
+			runCases(t, p, []parseCase{
+				{"first", line("a", "1", "b", "2", "c", "3"), []string{`a="1"`, `b="2"`, `c="3"`}, ""},
+				{"same order", line("a", "4", "b", "5", "c", "6"), []string{`a="4"`, `b="5"`, `c="6"`}, ""},
+				{"reordered", line("c", "1", "a", "2"), []string{`c="1"`, `a="2"`}, ""},
+				{"repeat in line", line("a", "1", "a", "2", "b", "3"), []string{`a="2"`, `b="3"`}, ""},
+				{"repeat after prediction", line("a", "1", "b", "2", "b", "3", "a", "4"), []string{`a="4"`, `b="3"`}, ""},
+				{"new key", line("a", "1", "d", "2"), []string{`a="1"`, `d="2"`}, ""},
+				{"longer again", line("a", "1", "d", "2", "c", "3", "b", "4"), []string{`a="1"`, `d="2"`, `c="3"`, `b="4"`}, ""},
+			})
+		})
+	}
+}
+
 func TestJSONReusesParserSafely(t *testing.T) {
 	// Values must survive the next line: fastjson reuses its buffer.
 	p := spec(t, "json", nil).New()

@@ -21,6 +21,10 @@ type Event struct {
 	Raw    []byte
 	Fields []Field // per-event fields from parsing and processors; nil on the raw path
 	Drop   bool    // set by a processor that filtered the event out on purpose
+	// Parsed says the parser succeeded and Fields stand for the whole line,
+	// so the json encoder does not repeat the line as "message" (unless the
+	// input sets parse.keep_raw). A line that failed to parse keeps it.
+	Parsed bool
 	// Time is when the event happened, from the line (parse.timestamp);
 	// zero when unknown, and outputs then use the time they read it.
 	Time time.Time

@@ -36,6 +36,8 @@ type ParserSpec struct {
 	// NewOrdered returns the ordered stage of one source; nil when the
 	// parser needs none.
 	NewOrdered func(st *Stats) Ordered
+	// KeepRaw is parse.keep_raw: parsed events keep the line in "message".
+	KeepRaw bool
 }
 
 var parsers = struct {
@@ -79,7 +81,9 @@ func BuildParser(s *InputSettings) (ParserSpec, error) {
 	if !ok {
 		return ParserSpec{}, fmt.Errorf("unknown parser %q (known: %v)", s.Parser, ParserNames())
 	}
-	return build(s)
+	spec, err := build(s)
+	spec.KeepRaw = s.Parse.KeepRaw
+	return spec, err
 }
 
 // Text is a string value parsed out of a line. Fields hold it as *Text,
@@ -232,9 +236,11 @@ func (a *Arena) discard() { clear(a.fields[a.start:]); a.fields = a.fields[:a.st
 func (a *Arena) Begin() { a.begin() }
 
 // parseEvent runs p on ev, turning a failure into a parse_error field.
-func parseEvent(p Parser, ev *Event, a *Arena) (failed bool) {
+func parseEvent(p Parser, ev *Event, a *Arena, keepRaw bool) (failed bool) {
 	a.begin()
+	ev.Parsed = !keepRaw
 	if err := p.Parse(ev, a); err != nil {
+		ev.Parsed = false
 		a.discard()
 		ev.Time = time.Time{}
 		a.Add("parse_error", a.Text(a.CopyString(err.Error())))
@@ -248,10 +254,11 @@ func parseEvent(p Parser, ev *Event, a *Arena) (failed bool) {
 // that line like a parse error and parsing goes on with the next one
 // (returned as next): a bug that one odd line triggers must not take the
 // agent down. The recover is set up once per run, not per line.
-func parseFrom(p Parser, evs []Event, a *Arena, i, failed int) (next, failedOut int) {
+func parseFrom(p Parser, evs []Event, a *Arena, i, failed int, keepRaw bool) (next, failedOut int) {
 	defer func() {
 		if r := recover(); r != nil {
 			ev := &evs[i]
+			ev.Parsed = false
 			a.discard()
 			ev.Time = time.Time{}
 			a.Add("parse_error", a.Text(a.CopyString(fmt.Sprintf("parser panicked: %v", r))))
@@ -260,7 +267,7 @@ func parseFrom(p Parser, evs []Event, a *Arena, i, failed int) (next, failedOut 
 		}
 	}()
 	for ; i < len(evs); i++ {
-		if parseEvent(p, &evs[i], a) {
+		if parseEvent(p, &evs[i], a, keepRaw) {
 			failed++
 		}
 	}

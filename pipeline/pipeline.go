@@ -159,7 +159,7 @@ func (p *Pipeline) process(c *Chunk, w *worker) {
 		a := c.Arena()
 		failed := 0
 		for i := 0; i < len(c.Events); {
-			i, failed = parseFrom(pr, c.Events, a, i, failed)
+			i, failed = parseFrom(pr, c.Events, a, i, failed, s.parser.KeepRaw)
 		}
 		if failed > 0 {
 			p.stats.ParseErrors.Add(int64(failed))

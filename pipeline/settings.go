@@ -32,6 +32,10 @@ type ParseSettings struct {
 	// PartialTimeout bounds how long cri and docker wait for the rest of a
 	// partial line before giving its pieces up (counted).
 	PartialTimeout config.Duration `toml:"partial_timeout"`
+	// KeepRaw keeps the line as read in "message" next to the parsed
+	// fields. By default a parsed event is its fields (as in Fluent Bit,
+	// Vector and Filebeat), which halves what a json output writes.
+	KeepRaw bool `toml:"keep_raw"`
 }
 
 // TimestampSettings say which field holds the event time and how to read it.
@@ -74,6 +78,9 @@ func (s *InputSettings) validateParser() error {
 		}
 		if s.Parse.Timestamp != (TimestampSettings{}) {
 			errs = append(errs, config.Errorf("parse.timestamp", "needs a parser to read fields from (parser = \"none\")"))
+		}
+		if s.Parse.KeepRaw {
+			errs = append(errs, config.Errorf("parse.keep_raw", "needs a parser (parser = \"none\" ships the line as it is)"))
 		}
 		return errors.Join(errs...)
 	}

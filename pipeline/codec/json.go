@@ -12,8 +12,9 @@ import (
 )
 
 // AppendJSON appends ev as one JSON object, without a trailing newline:
-// "message" (the raw line), then the static fields of src (which may be
-// nil), then the event's own fields.
+// "message" (the raw line, left out when ev.Parsed says the fields stand
+// for it), then the static fields of src (which may be nil), then the
+// event's own fields.
 //
 // Every key appears once, so that receivers which keep the first or the
 // last duplicate agree: an event field wins over "message" and over a
@@ -26,7 +27,8 @@ import (
 func AppendJSON(dst []byte, src *pipeline.Source, ev *pipeline.Event) []byte {
 	dst = append(dst, '{')
 	first := true
-	if !hasKey(ev.Fields, "message") {
+	raw := !ev.Parsed && !hasKey(ev.Fields, "message")
+	if raw {
 		dst = append(dst, `"message":`...)
 		dst = appendString(dst, ev.Raw)
 		first = false
@@ -34,8 +36,7 @@ func AppendJSON(dst []byte, src *pipeline.Source, ev *pipeline.Event) []byte {
 	if src != nil {
 		for i := range src.Fields {
 			f := &src.Fields[i]
-			// "message" is always written, by the raw line or by ev.
-			if f.Key == "message" || hasKey(ev.Fields, f.Key) {
+			if (raw && f.Key == "message") || hasKey(ev.Fields, f.Key) {
 				continue
 			}
 			dst = appendField(dst, f, first)

@@ -156,6 +156,21 @@ func TestAppendJSONEventMessage(t *testing.T) {
 	}
 }
 
+// A parsed event is its fields: the line is not repeated as "message".
+// One that failed to parse (Parsed false) keeps the line.
+func TestAppendJSONParsedEvent(t *testing.T) {
+	src := &pipeline.Source{Fields: []pipeline.Field{{Key: "service", Value: "app"}}}
+	fields := []pipeline.Field{{Key: "level", Value: "info"}, {Key: "x", Value: int64(1)}}
+	ev := &pipeline.Event{Raw: []byte(`{"level":"info","x":1}`), Fields: fields, Parsed: true}
+	if got, want := string(AppendJSON(nil, src, ev)), `{"service":"app","level":"info","x":1}`; got != want {
+		t.Errorf("parsed: got %s, want %s", got, want)
+	}
+	ev.Parsed = false
+	if got, want := string(AppendJSON(nil, src, ev)), `{"message":"{\"level\":\"info\",\"x\":1}","service":"app","level":"info","x":1}`; got != want {
+		t.Errorf("keep_raw: got %s, want %s", got, want)
+	}
+}
+
 func TestAppendJSONAppends(t *testing.T) {
 	dst := []byte("prefix ")
 	out := AppendJSON(dst, nil, &pipeline.Event{Raw: []byte("x")})
