@@ -47,11 +47,12 @@ type Chunk struct {
 
 	Events []Event // filled by the worker pool
 
-	pending atomic.Int32 // outputs (and Holds) that still hold the chunk
-	budget  *Budget
-	charged int64
-	arena   *Arena   // parsed values of Events; nil when not parsed
-	after   []func() // run once the chunk is acknowledged (OnFinish)
+	pending  atomic.Int32 // outputs (and Holds) that still hold the chunk
+	budget   *Budget
+	charged  int64
+	estimate int64    // of charged, the guess for parsed values (NewChunk)
+	arena    *Arena   // parsed values of Events; nil when not parsed
+	after    []func() // run once the chunk is acknowledged (OnFinish)
 }
 
 // bytes returns the chunk's weight for queue and budget accounting.

@@ -271,6 +271,49 @@ func TestParsedValuesChargeBudget(t *testing.T) {
 	}
 }
 
+// TestParsedBudgetHoldsFromTheStart: with a stalled output, the budget
+// bounds parsed chunks too, from the first chunk on. NewChunk charges an
+// estimate of the parsed values up front; charging them only after parsing
+// let the readers fill the whole budget with line buffers whose fields then
+// came on top (here about ten times the buffers).
+func TestParsedBudgetHoldsFromTheStart(t *testing.T) {
+	const limit = 256 << 10
+	block := make(chan struct{})
+	out := &pipelinetest.Capture{Block: block}
+	r := newRig(t, rigOptions{workers: 2, memory: limit}, outSpec{"cap", out, settings(nil)})
+	set := pipeline.DefaultInputSettings()
+	set.Parser = "json"
+	ps, err := pipeline.BuildParser(&set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.stream.SetParser(ps)
+	var lines []string
+	for i := range 20000 {
+		lines = append(lines, fmt.Sprintf(`{"a":%d,"b":"x","c":1,"d":2,"e":3,"f":"y","g":4,"h":"z","i":5,"j":6}`, i))
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); emitLines(t, r.stream, "s", lines, 200) }()
+	eventually(t, "the budget to fill", func() bool { return r.p.Budget().Used() > limit/2 })
+	peak := int64(0)
+	for range 50 {
+		peak = max(peak, r.p.Budget().Used())
+		time.Sleep(2 * time.Millisecond)
+	}
+	if peak > 2*limit {
+		t.Errorf("budget charged up to %d with a limit of %d: parsed values were not bounded", peak, limit)
+	}
+	close(block)
+	<-done
+	r.stop()
+	if n := len(out.Lines()); n != len(lines) {
+		t.Errorf("%d lines delivered, want %d", n, len(lines))
+	}
+	if used := r.p.Budget().Used(); used != 0 {
+		t.Errorf("budget used %d after everything was delivered", used)
+	}
+}
+
 // panicky is a parser with a bug: it panics on lines containing "boom".
 type panicky struct{}
 

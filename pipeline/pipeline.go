@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // Options configure a Pipeline.
@@ -82,6 +83,34 @@ type Stream struct {
 	routes  []*Runner
 	fields  []Field
 	parser  ParserSpec
+	// expand is what parsing adds to a chunk, in bytes per 256 bytes of
+	// its buffer, learned from the chunks parsed so far. NewChunk charges
+	// it up front, so the budget holds from the first chunk on: charging
+	// only after parsing let every reader fill the budget with buffers
+	// whose parsed values then came on top.
+	expand atomic.Int64
+}
+
+// initialExpand is the guess before the first chunk is parsed: JSON lines
+// of ~160 bytes take about four times their size in fields and values.
+const initialExpand = 4 * 256
+
+func (s *Stream) expansion() int64 {
+	if v := s.expand.Load(); v > 0 {
+		return v
+	}
+	return initialExpand
+}
+
+// learn folds one parsed chunk into the expansion estimate (a moving
+// average, so a few odd chunks do not swing it).
+func (s *Stream) learn(parsed int64, buf int) {
+	if buf == 0 {
+		return
+	}
+	r := max(parsed*256/int64(buf), 1)
+	old := s.expansion()
+	s.expand.Store(old + (r-old)/4)
 }
 
 // worker is the state one pool goroutine keeps between chunks.
@@ -122,10 +151,14 @@ func (s *Stream) NewSource(name string, commit func(offset int64)) *Source {
 // NewChunk implements Emitter.
 func (s *Stream) NewChunk(ctx context.Context, src *Source, size int) (*Chunk, error) {
 	n := int64(BufClass(size))
-	if err := s.p.budget.Acquire(ctx, n); err != nil {
+	var est int64
+	if s.parser.New != nil {
+		est = n * s.expansion() / 256
+	}
+	if err := s.p.budget.Acquire(ctx, n+est); err != nil {
 		return nil, err
 	}
-	return &Chunk{Source: src, Buf: GetBuf(size), budget: s.p.budget, charged: n}, nil
+	return &Chunk{Source: src, Buf: GetBuf(size), budget: s.p.budget, charged: n + est, estimate: est}, nil
 }
 
 // Emit implements Emitter.
@@ -166,11 +199,18 @@ func (p *Pipeline) process(c *Chunk, w *worker) {
 		}
 		// Parsed values can outweigh the line buffer several times
 		// (a Field per member); memory_limit must cover them too.
+		// NewChunk charged an estimate; settle it against the real size.
+		n := a.size()
 		if c.budget != nil {
-			n := a.size()
-			c.budget.Charge(n)
-			c.charged += n
+			if d := n - c.estimate; d > 0 {
+				c.budget.Charge(d)
+			} else if d < 0 {
+				c.budget.Release(-d)
+			}
+			c.charged += n - c.estimate
 		}
+		c.estimate = 0
+		s.learn(n, len(c.Buf))
 	}
 	if len(s.procs) > 0 {
 		for i := range c.Events {

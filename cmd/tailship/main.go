@@ -121,6 +121,14 @@ func runAgent(cfg *agent.Config, stderr io.Writer) int {
 			defer func() { pprof.StopCPUProfile(); f.Close() }()
 		}
 	}
+	if p := os.Getenv("TAILSHIP_MEMPROFILE"); p != "" {
+		defer func() {
+			if f, err := os.Create(p); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
+	}
 	a, err := agent.New(cfg, log)
 	if err != nil {
 		log.Error("cannot start", zap.Error(err))
