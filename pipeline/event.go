@@ -48,6 +48,14 @@ type Chunk struct {
 	charged int64
 	arena   *Arena   // parsed values of Events; nil when not parsed
 	after   []func() // run once the chunk is acknowledged (OnFinish)
+
+	// parent is set on a view: the copy of a chunk's events one output
+	// sees when it has a route condition or processors of its own. The
+	// view shares the parent's buffer and arena; finishing it finishes the
+	// output's reference to the parent.
+	parent *Chunk
+	views  []*Chunk // per route, nil where the route takes the chunk as is
+	viewed bool     // views were made (on the pool, or at delivery)
 }
 
 // bytes returns the chunk's weight for queue and budget accounting.
@@ -63,6 +71,13 @@ func (c *Chunk) done() {
 }
 
 func (c *Chunk) finish() {
+	if p := c.parent; p != nil {
+		c.parent, c.Buf = nil, nil
+		putEvents(c.Events)
+		c.Events = nil
+		p.done()
+		return
+	}
 	c.Source.ack(c.Seq, c.End)
 	for _, f := range c.after {
 		f()
@@ -88,10 +103,24 @@ func (c *Chunk) release() {
 		}
 		c.arena = nil
 	}
-	if cap(c.Events) > 0 && cap(c.Events) <= 64*1024 {
-		ev := c.Events[:0]
+	putEvents(c.Events)
+	c.Events = nil
+	c.views = nil
+}
+
+func putEvents(evs []Event) {
+	if cap(evs) > 0 && cap(evs) <= 64*1024 {
+		ev := evs[:0]
 		clear(ev[:cap(ev)])
 		eventPool.Put(&ev)
 	}
-	c.Events = nil
+}
+
+func getEvents(n int) []Event {
+	evp := eventPool.Get().(*[]Event)
+	evs := *evp
+	if cap(evs) < n {
+		evs = make([]Event, 0, n)
+	}
+	return evs[:n]
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"sync"
+	"time"
 )
 
 // Options configure a Pipeline.
@@ -23,6 +24,23 @@ type Pipeline struct {
 	stats   *Stats
 	wg      sync.WaitGroup
 	abort   context.Context // ends only on a forced stop
+
+	// Windowed processors (aggregate) and the goroutines that flush them,
+	// owned here: started by Start (or by NewStream after it), stopped by
+	// Drain once the workers are done, after a final flush.
+	wmu      sync.Mutex
+	started  bool
+	windows  []*window
+	seen     map[*Runner]bool
+	tickers  sync.WaitGroup
+	stopTick chan struct{}
+}
+
+// window is one windowed processor and where its events go.
+type window struct {
+	w    Windowed
+	src  *Source // synthetic: no commit, numbered like any source
+	push func(c *Chunk)
 }
 
 // New returns a pipeline; Start launches its workers.
@@ -36,10 +54,12 @@ func New(o Options) *Pipeline {
 		st = &Stats{}
 	}
 	return &Pipeline{
-		workers: w,
-		in:      make(chan *Chunk, 2*w),
-		budget:  NewBudget(o.MemoryLimit),
-		stats:   st,
+		workers:  w,
+		in:       make(chan *Chunk, 2*w),
+		budget:   NewBudget(o.MemoryLimit),
+		stats:    st,
+		seen:     map[*Runner]bool{},
+		stopTick: make(chan struct{}),
 	}
 }
 
@@ -51,6 +71,12 @@ func (p *Pipeline) Budget() *Budget { return p.budget }
 // acknowledged and will be read again after restart).
 func (p *Pipeline) Start(abort context.Context) {
 	p.abort = abort
+	p.wmu.Lock()
+	p.started = true
+	for _, w := range p.windows {
+		p.startWindow(w)
+	}
+	p.wmu.Unlock()
 	for range p.workers {
 		p.wg.Add(1)
 		go func() {
@@ -70,6 +96,62 @@ func (p *Pipeline) Start(abort context.Context) {
 func (p *Pipeline) Drain() {
 	close(p.in)
 	p.wg.Wait()
+	// Every event has been processed: what the windows hold now is all
+	// they will get, so they flush it once more and stop.
+	close(p.stopTick)
+	p.tickers.Wait()
+}
+
+// addWindows registers windowed processors; the caller holds no lock.
+func (p *Pipeline) addWindows(name string, ws []Windowed, push func(c *Chunk)) {
+	if len(ws) == 0 {
+		return
+	}
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	for _, w := range ws {
+		win := &window{w: w, src: &Source{Name: name}, push: push}
+		p.windows = append(p.windows, win)
+		if p.started {
+			p.startWindow(win)
+		}
+	}
+}
+
+func (p *Pipeline) startWindow(w *window) {
+	p.tickers.Add(1)
+	go func() {
+		defer p.tickers.Done()
+		t := time.NewTicker(w.w.Every())
+		defer t.Stop()
+		for {
+			select {
+			case now := <-t.C:
+				p.emitWindow(w, w.w.Flush(now, false))
+			case <-p.stopTick:
+				p.emitWindow(w, w.w.Flush(time.Now(), true))
+				return
+			case <-p.abort.Done():
+				return
+			}
+		}
+	}()
+}
+
+// emitWindow sends a windowed processor's events as one chunk of its
+// synthetic source. The chunk holds no file offset, so acknowledging it
+// commits nothing and no file waits for it.
+func (p *Pipeline) emitWindow(w *window, evs []Event) {
+	if len(evs) == 0 {
+		return
+	}
+	src := w.src
+	c := &Chunk{Source: src, Seq: src.next, Events: evs}
+	src.next++
+	src.inflight.Add(1)
+	c.pending.Store(1)
+	w.push(c)
+	c.done()
 }
 
 // Stream is the per-input face of the pipeline: it knows the input's
@@ -79,7 +161,9 @@ type Stream struct {
 	Input   string
 	maxLine int
 	procs   []Processor
+	chain   chain
 	routes  []*Runner
+	views   bool // some route has a condition or processors of its own
 	fields  []Field
 	parser  ParserSpec
 }
@@ -103,11 +187,30 @@ func (w *worker) parser(s *Stream) Parser {
 
 // NewStream wires an input to its processors and outputs. fields are static
 // fields added to every event of the input.
+//
+// Output processors and route conditions (Runner.Route) must be set before.
 func (p *Pipeline) NewStream(input string, maxLine int, fields []Field, procs []Processor, routes []*Runner) *Stream {
+	s := &Stream{p: p, Input: input, maxLine: maxLine, fields: fields, procs: procs, routes: routes,
+		chain: newChain(procs, p.stats)}
 	for _, r := range routes {
 		r.budget.Store(p.budget)
+		if r.filtered() {
+			s.views = true
+		}
+		p.wmu.Lock()
+		first := !p.seen[r]
+		p.seen[r] = true
+		p.wmu.Unlock()
+		if first {
+			r := r
+			p.addWindows("aggregate:"+r.Name, r.win, func(c *Chunk) {
+				c.pending.Add(1)
+				r.push(p.abort, c)
+			})
+		}
 	}
-	return &Stream{p: p, Input: input, maxLine: maxLine, fields: fields, procs: procs, routes: routes}
+	p.addWindows("aggregate:"+input, windowed(procs), func(c *Chunk) { s.fanout(c) })
+	return s
 }
 
 // SetParser makes the stream parse its lines with ps. Call it before the
@@ -172,23 +275,77 @@ func (p *Pipeline) process(c *Chunk, w *worker) {
 			c.charged += n
 		}
 	}
-	if len(s.procs) > 0 {
-		for i := range c.Events {
-			ev := &c.Events[i]
-			for _, pr := range s.procs {
-				keep, err := pr.Process(ev)
-				if err != nil || !keep {
-					// A processor error keeps the event as it is; a
-					// processor reports its own parse failures as fields.
-					ev.Drop = !keep && err == nil
-					if ev.Drop {
-						break
-					}
-				}
+	if len(s.chain) > 0 {
+		var a *Arena
+		var before int64
+		if s.chain.needsArena() {
+			a = c.Arena()
+			before = a.size()
+		}
+		s.chain.apply(c.Source, c.Events, a)
+		c.chargeArena(a, before)
+	}
+	// Without an ordered stage the events are final here, so the outputs'
+	// views are made on the pool, in parallel; otherwise at delivery,
+	// after the ordered stage has joined what it joins.
+	if s.views && s.parser.NewOrdered == nil {
+		s.makeViews(c)
+	}
+	c.Source.reorder(c, s.deliver)
+}
+
+// chargeArena charges the budget for what the arena grew by since before.
+func (c *Chunk) chargeArena(a *Arena, before int64) {
+	if a == nil || c.budget == nil {
+		return
+	}
+	if n := a.size() - before; n > 0 {
+		c.budget.Charge(n)
+		c.charged += n
+	}
+}
+
+// makeViews gives every route with a condition or processors its own copy
+// of the chunk's events: a routed-away event is marked dropped in that copy
+// only, and the route's processors change that copy's fields (copied
+// first), never what another output sees.
+func (s *Stream) makeViews(c *Chunk) {
+	c.viewed = true
+	if c.views == nil {
+		c.views = make([]*Chunk, len(s.routes))
+	}
+	for i, r := range s.routes {
+		if r.filtered() {
+			c.views[i] = c.view(r)
+		}
+	}
+}
+
+func (c *Chunk) view(r *Runner) *Chunk {
+	v := &Chunk{Source: c.Source, Seq: c.Seq, Buf: c.Buf, End: c.End, parent: c}
+	evs := getEvents(len(c.Events))
+	copy(evs, c.Events)
+	if r.when != nil {
+		for i := range evs {
+			if !evs[i].Drop && !r.when.Matches(c.Source, &evs[i]) {
+				evs[i].Drop = true
 			}
 		}
 	}
-	c.Source.reorder(c, s.deliver)
+	if len(r.procs) > 0 {
+		a := c.Arena()
+		before := a.size()
+		for i := range evs {
+			if !evs[i].Drop && len(evs[i].Fields) > 0 {
+				evs[i].Fields = a.Grow(evs[i].Fields, 0)
+			}
+		}
+		r.procs.apply(c.Source, evs, a)
+		c.chargeArena(a, before)
+	}
+	v.Events = evs
+	v.pending.Store(1)
+	return v
 }
 
 // split cuts the chunk buffer into events; one slice per chunk, none per line.
@@ -247,9 +404,22 @@ func (s *Stream) deliver(c *Chunk) {
 		}
 		src.ordered.Process(c)
 	}
+	s.fanout(c)
+	c.done()
+}
+
+// fanout hands c, or its view, to every route. The caller holds a
+// reference of its own on c.
+func (s *Stream) fanout(c *Chunk) {
+	if s.views && !c.viewed {
+		s.makeViews(c)
+	}
 	c.pending.Add(int32(len(s.routes)))
-	for _, r := range s.routes {
+	for i, r := range s.routes {
+		if c.views != nil && c.views[i] != nil {
+			r.push(s.p.abort, c.views[i])
+			continue
+		}
 		r.push(s.p.abort, c)
 	}
-	c.done()
 }

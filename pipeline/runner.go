@@ -23,6 +23,13 @@ type Runner struct {
 	stats *Stats
 	Out   OutputStats
 
+	// What this output takes of the events routed to it (Route): only
+	// those matching when, after its own processors, applied to a view so
+	// other outputs see the events unchanged.
+	when  *Condition
+	procs chain
+	win   []Windowed
+
 	dl        *deadLetter            // nil without dead_letter_path
 	budget    atomic.Pointer[Budget] // the memory budget of the streams that feed it
 	done      chan struct{}
@@ -48,6 +55,20 @@ func NewRunner(name string, out Output, set OutputSettings, log *zap.Logger, sta
 	}
 	return r
 }
+
+// Route sets what the output takes of the events its inputs send it: only
+// those matching when (nil takes all), after procs, which run on a copy of
+// each event so that what other outputs see does not change. Events not
+// taken count as settled for this output at once. Call it before the
+// streams that feed the runner are created.
+func (r *Runner) Route(when *Condition, procs []Processor) {
+	r.when = when
+	r.procs = newChain(procs, r.stats)
+	r.win = windowed(procs)
+}
+
+// filtered reports whether the runner needs its own view of a chunk.
+func (r *Runner) filtered() bool { return r.when != nil || len(r.procs) > 0 }
 
 // Queue returns the runner's queue, for depth metrics.
 func (r *Runner) Queue() *Queue { return r.q }

@@ -1,0 +1,252 @@
+package processors
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/tailship/tailship/config"
+	"github.com/tailship/tailship/pipeline"
+)
+
+// FilterConfig is `type = "filter"`: keep (action = "keep", the default)
+// or drop (action = "drop") the events whose field matches a regex or
+// equals a value. A dropped event is acknowledged like a delivered one
+// and counted as dropped with reason "filter".
+type FilterConfig struct {
+	Type string `toml:"type"`
+	pipeline.Condition
+	Action string `toml:"action"`
+}
+
+// DefaultFilter returns the defaults.
+func DefaultFilter() *FilterConfig { return &FilterConfig{Action: "keep"} }
+
+// Validate implements pipeline.ProcessorConfig.
+func (c *FilterConfig) Validate() error {
+	var errs []error
+	if err := c.Condition.Compile(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Action != "keep" && c.Action != "drop" {
+		errs = append(errs, config.Errorf("action", "must be \"keep\" or \"drop\", got %q", c.Action))
+	}
+	return errors.Join(errs...)
+}
+
+// Build implements pipeline.ProcessorConfig.
+func (c *FilterConfig) Build(pipeline.ProcessorContext) (pipeline.Processor, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &filter{cond: &c.Condition, keep: c.Action == "keep"}, nil
+}
+
+type filter struct {
+	cond *pipeline.Condition
+	keep bool
+}
+
+func (p *filter) DropReason() string { return "filter" }
+
+func (p *filter) Process(ev *pipeline.Event) (bool, error) { return p.ProcessSource(nil, ev, nil) }
+
+func (p *filter) ProcessSource(src *pipeline.Source, ev *pipeline.Event, _ *pipeline.Arena) (bool, error) {
+	return p.cond.Matches(src, ev) == p.keep, nil
+}
+
+// SampleConfig is `type = "sample"`: keep 1 event in rate. Which ones is
+// decided by a hash of field (FNV-1a of its text), so it is deterministic:
+// every event with the same trace id is kept or dropped together, on every
+// agent, across restarts. Events without the field hash their line.
+// Drops are counted with reason "sample".
+type SampleConfig struct {
+	Type  string `toml:"type"`
+	Rate  int64  `toml:"rate"`
+	Field string `toml:"field"`
+}
+
+// DefaultSample returns the defaults.
+func DefaultSample() *SampleConfig { return &SampleConfig{Rate: 10, Field: "message"} }
+
+// Validate implements pipeline.ProcessorConfig.
+func (c *SampleConfig) Validate() error {
+	if c.Rate < 1 {
+		return config.Errorf("rate", "must be at least 1 (keep 1 event in rate), got %d", c.Rate)
+	}
+	if c.Field == "" {
+		return config.Errorf("field", "must name the field to hash (\"message\" is the line)")
+	}
+	return nil
+}
+
+// Build implements pipeline.ProcessorConfig.
+func (c *SampleConfig) Build(pipeline.ProcessorContext) (pipeline.Processor, error) {
+	return &sample{rate: uint64(c.Rate), field: c.Field}, nil
+}
+
+type sample struct {
+	rate  uint64
+	field string
+}
+
+func (p *sample) DropReason() string { return "sample" }
+
+func (p *sample) Process(ev *pipeline.Event) (bool, error) { return p.ProcessSource(nil, ev, nil) }
+
+func (p *sample) ProcessSource(src *pipeline.Source, ev *pipeline.Event, _ *pipeline.Arena) (bool, error) {
+	if p.rate == 1 {
+		return true, nil
+	}
+	var tmp [64]byte
+	b := ev.Raw
+	if v, ok := pipeline.Lookup(src, ev, p.field); ok {
+		if t, ok := pipeline.AppendText(tmp[:0], v); ok {
+			b = t
+		}
+	}
+	return fnv1a(b)%p.rate == 0, nil
+}
+
+func fnv1a(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}
+
+// ThrottleConfig is `type = "throttle"`: at most rate events per second
+// per key (the values of key_fields; one key for all events without
+// them), with bursts of up to burst events. The excess is dropped and
+// counted with reason "throttle". At most max_keys keys are tracked; keys
+// beyond share one bucket, so memory stays bounded whatever the values.
+type ThrottleConfig struct {
+	Type      string   `toml:"type"`
+	Rate      float64  `toml:"rate"`
+	Burst     int64    `toml:"burst"`
+	KeyFields []string `toml:"key_fields"`
+	MaxKeys   int      `toml:"max_keys"`
+}
+
+// DefaultThrottle returns the defaults; burst 0 means rate (at least 1).
+func DefaultThrottle() *ThrottleConfig { return &ThrottleConfig{MaxKeys: 10000} }
+
+// Validate implements pipeline.ProcessorConfig.
+func (c *ThrottleConfig) Validate() error {
+	var errs []error
+	if c.Rate <= 0 {
+		errs = append(errs, config.Errorf("rate", "is required: events per second per key, above 0"))
+	}
+	if c.Burst < 0 {
+		errs = append(errs, config.Errorf("burst", "must not be negative"))
+	}
+	if c.MaxKeys < 1 {
+		errs = append(errs, config.Errorf("max_keys", "must be at least 1"))
+	}
+	for _, k := range c.KeyFields {
+		if k == "" {
+			errs = append(errs, config.Errorf("key_fields", "a field name must not be empty"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Build implements pipeline.ProcessorConfig.
+func (c *ThrottleConfig) Build(pipeline.ProcessorContext) (pipeline.Processor, error) {
+	return newThrottle(c, time.Now), nil
+}
+
+func newThrottle(c *ThrottleConfig, now func() time.Time) *throttle {
+	burst := float64(c.Burst)
+	if burst == 0 {
+		burst = max(c.Rate, 1)
+	}
+	return &throttle{rate: c.Rate, burst: burst, keys: c.KeyFields, maxKeys: c.MaxKeys, now: now,
+		buckets: map[string]*bucket{}}
+}
+
+type throttle struct {
+	rate, burst float64
+	keys        []string
+	maxKeys     int
+	now         func() time.Time
+
+	mu       sync.Mutex
+	buckets  map[string]*bucket
+	overflow bucket
+	scratch  []byte
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func (p *throttle) DropReason() string { return "throttle" }
+
+func (p *throttle) Process(ev *pipeline.Event) (bool, error) { return p.ProcessSource(nil, ev, nil) }
+
+func (p *throttle) ProcessSource(src *pipeline.Source, ev *pipeline.Event, _ *pipeline.Arena) (bool, error) {
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.scratch = appendKey(p.scratch[:0], src, ev, p.keys)
+	b, ok := p.buckets[string(p.scratch)]
+	if !ok {
+		if len(p.buckets) >= p.maxKeys {
+			p.evictIdle(now)
+		}
+		if len(p.buckets) < p.maxKeys {
+			b = &bucket{tokens: p.burst, last: now}
+			p.buckets[string(p.scratch)] = b
+		} else {
+			b = &p.overflow
+			if b.last.IsZero() {
+				b.tokens, b.last = p.burst, now
+			}
+		}
+	}
+	if d := now.Sub(b.last); d > 0 {
+		b.tokens = min(p.burst, b.tokens+d.Seconds()*p.rate)
+		b.last = now
+	}
+	if b.tokens < 1 {
+		return false, nil
+	}
+	b.tokens--
+	return true, nil
+}
+
+// evictIdle forgets buckets that have refilled: they behave exactly like
+// new ones.
+func (p *throttle) evictIdle(now time.Time) {
+	for k, b := range p.buckets {
+		if b.tokens+now.Sub(b.last).Seconds()*p.rate >= p.burst {
+			delete(p.buckets, k)
+		}
+	}
+}
+
+// appendKey appends the text of each key field, NUL-separated, with a
+// marker for a missing field so "" and absent differ.
+func appendKey(dst []byte, src *pipeline.Source, ev *pipeline.Event, keys []string) []byte {
+	for i, k := range keys {
+		if i > 0 {
+			dst = append(dst, 0)
+		}
+		v, ok := pipeline.Lookup(src, ev, k)
+		if !ok {
+			dst = append(dst, 1)
+			continue
+		}
+		if b, ok := pipeline.AppendText(dst, v); ok {
+			dst = b
+		} else {
+			dst = fmt.Append(dst, v)
+		}
+	}
+	return dst
+}
