@@ -157,21 +157,25 @@ func (c *Condition) Compile() error {
 }
 
 // Matches reports whether ev satisfies the condition. It allocates nothing
-// for string fields and numbers of up to 64 digits.
+// for text fields (what parsers produce), one small buffer for others.
 func (c *Condition) Matches(src *Source, ev *Event) bool {
 	v, ok := Lookup(src, ev, c.Field)
 	if !ok {
 		return false
 	}
-	var tmp [64]byte
-	var b []byte
-	if t, isText := v.(*Text); isText {
-		b = *t
-	} else if t, isText := v.(Text); isText {
-		b = t
-	} else if b, ok = AppendText(tmp[:0], v); !ok {
-		return false
+	switch t := v.(type) {
+	case *Text:
+		return c.matchText(*t)
+	case Text:
+		return c.matchText(t)
 	}
+	// Only non-text values get a scratch buffer: the regexp keeps its
+	// input reachable, so the buffer escapes to the heap.
+	b, ok := AppendText(make([]byte, 0, 32), v)
+	return ok && c.matchText(b)
+}
+
+func (c *Condition) matchText(b []byte) bool {
 	if c.re != nil {
 		return c.re.Match(b)
 	}
