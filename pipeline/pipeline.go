@@ -275,23 +275,32 @@ func (p *Pipeline) process(c *Chunk, w *worker) {
 			c.charged += n
 		}
 	}
-	if len(s.chain) > 0 {
-		var a *Arena
-		var before int64
-		if s.chain.needsArena() {
-			a = c.Arena()
-			before = a.size()
+	// Without an ordered stage the events are final here, so processors
+	// and the outputs' views run on the pool, in parallel; otherwise at
+	// delivery, after the ordered stage has joined what it joins, so a
+	// filter or redact sees whole lines.
+	if s.parser.NewOrdered == nil {
+		s.applyProcessors(c)
+		if s.views {
+			s.makeViews(c)
 		}
-		s.chain.apply(c.Source, c.Events, a)
-		c.chargeArena(a, before)
-	}
-	// Without an ordered stage the events are final here, so the outputs'
-	// views are made on the pool, in parallel; otherwise at delivery,
-	// after the ordered stage has joined what it joins.
-	if s.views && s.parser.NewOrdered == nil {
-		s.makeViews(c)
 	}
 	c.Source.reorder(c, s.deliver)
+}
+
+// applyProcessors runs the input's processors over c's events.
+func (s *Stream) applyProcessors(c *Chunk) {
+	if len(s.chain) == 0 {
+		return
+	}
+	var a *Arena
+	var before int64
+	if s.chain.needsArena() {
+		a = c.Arena()
+		before = a.size()
+	}
+	s.chain.apply(c.Source, c.Events, a)
+	c.chargeArena(a, before)
 }
 
 // chargeArena charges the budget for what the arena grew by since before.
@@ -403,6 +412,7 @@ func (s *Stream) deliver(c *Chunk) {
 			src.ordered = s.parser.NewOrdered(s.p.stats)
 		}
 		src.ordered.Process(c)
+		s.applyProcessors(c)
 	}
 	s.fanout(c)
 	c.done()
