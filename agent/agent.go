@@ -94,7 +94,10 @@ func New(cfg *Config, log *zap.Logger) (*Agent, error) {
 			return nil, err
 		}
 		r := pipeline.NewRunner(name, out, *oc.Common(), bc.Logger, a.stats)
-		r.Route(oc.Common().When, procs)
+		if err := r.Route(oc.Common().When, procs); err != nil {
+			closeBuilt()
+			return nil, err
+		}
 		a.runners = append(a.runners, r)
 		for _, in := range oc.Common().Inputs {
 			routes[in] = append(routes[in], r)

@@ -31,6 +31,29 @@ func Lookup(src *Source, ev *Event, key string) (any, bool) {
 	return nil, false
 }
 
+// LookupText returns the text form (AppendText) of key's value for ev,
+// as Lookup finds it. Text values and the raw line are returned as they
+// are, without boxing or copying; other values are appended to dst.
+func LookupText(dst []byte, src *Source, ev *Event, key string) ([]byte, bool) {
+	v, ok := lookupIn(ev.Fields, key)
+	if !ok && src != nil {
+		v, ok = lookupIn(src.Fields, key)
+	}
+	if !ok {
+		if key == "message" {
+			return ev.Raw, true
+		}
+		return dst, false
+	}
+	switch t := v.(type) {
+	case *Text:
+		return *t, true
+	case Text:
+		return t, true
+	}
+	return AppendText(dst, v)
+}
+
 func lookupIn(fs []Field, key string) (any, bool) {
 	for i := range fs {
 		if fs[i].Key == key {
@@ -124,8 +147,9 @@ type Condition struct {
 	Match  string `toml:"match"`
 	Equals any    `toml:"equals"`
 
-	re     *regexp.Regexp
-	equals string
+	re       *regexp.Regexp
+	equals   string
+	compiled bool
 }
 
 // Compile validates the condition and prepares it for Matches; errors name
@@ -153,25 +177,23 @@ func (c *Condition) Compile() error {
 	default:
 		errs = append(errs, config.Errorf("match", "one of match or equals is required"))
 	}
+	c.compiled = len(errs) == 0
 	return errors.Join(errs...)
 }
 
-// Matches reports whether ev satisfies the condition. It allocates nothing
-// for text fields (what parsers produce), one small buffer for others.
+// Matches reports whether ev satisfies the condition; Compile must have
+// succeeded. It allocates nothing for text fields (what parsers produce)
+// and the line, one small buffer for other values.
 func (c *Condition) Matches(src *Source, ev *Event) bool {
-	v, ok := Lookup(src, ev, c.Field)
-	if !ok {
+	if !c.compiled {
+		// Not validated (a config built in code): never match rather
+		// than match everything.
 		return false
 	}
-	switch t := v.(type) {
-	case *Text:
-		return c.matchText(*t)
-	case Text:
-		return c.matchText(t)
-	}
-	// Only non-text values get a scratch buffer: the regexp keeps its
-	// input reachable, so the buffer escapes to the heap.
-	b, ok := AppendText(make([]byte, 0, 32), v)
+	// No scratch buffer of our own: the regexp keeps its input
+	// reachable, so it would escape to the heap for every event. Only
+	// non-text values allocate.
+	b, ok := LookupText(nil, src, ev, c.Field)
 	return ok && c.matchText(b)
 }
 

@@ -73,7 +73,9 @@ func newRig(t *testing.T, o rigOptions, outs ...outSpec) *rig {
 		}
 		run := pipeline.NewRunner(spec.name, spec.out, spec.set, nil, stats)
 		if rt, ok := o.routes[spec.name]; ok {
-			run.Route(rt.when, rt.procs)
+			if err := run.Route(rt.when, rt.procs); err != nil {
+				t.Fatal(err)
+			}
 		}
 		run.Start(abortCtx)
 		r.runners = append(r.runners, run)

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -61,10 +62,16 @@ func NewRunner(name string, out Output, set OutputSettings, log *zap.Logger, sta
 // each event so that what other outputs see does not change. Events not
 // taken count as settled for this output at once. Call it before the
 // streams that feed the runner are created.
-func (r *Runner) Route(when *Condition, procs []Processor) {
+func (r *Runner) Route(when *Condition, procs []Processor) error {
+	if when != nil && !when.compiled {
+		if err := when.Compile(); err != nil {
+			return fmt.Errorf("output %s: when: %w", r.Name, err)
+		}
+	}
 	r.when = when
 	r.procs = newChain(procs, r.stats)
 	r.win = windowed(procs)
+	return nil
 }
 
 // filtered reports whether the runner needs its own view of a chunk.

@@ -73,10 +73,9 @@ func BenchmarkProcessorsOnPool(b *testing.B) {
 				run := pipeline.NewRunner("out", out, set, nil, stats)
 				if i == 1 {
 					when := &pipeline.Condition{Field: "level", Match: "^info$"}
-					if err := when.Compile(); err != nil {
+					if err := run.Route(when, mk(&AddFieldsConfig{Fields: map[string]any{"copy": true}, Overwrite: true})(b)); err != nil {
 						b.Fatal(err)
 					}
-					run.Route(when, mk(&AddFieldsConfig{Fields: map[string]any{"copy": true}, Overwrite: true})(b))
 				}
 				run.Start(ctx)
 				runs = append(runs, run)

@@ -2,7 +2,6 @@ package processors
 
 import (
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -100,11 +99,9 @@ func (p *sample) ProcessSource(src *pipeline.Source, ev *pipeline.Event, _ *pipe
 		return true, nil
 	}
 	var tmp [64]byte
-	b := ev.Raw
-	if v, ok := pipeline.Lookup(src, ev, p.field); ok {
-		if t, ok := pipeline.AppendText(tmp[:0], v); ok {
-			b = t
-		}
+	b, ok := pipeline.LookupText(tmp[:0], src, ev, p.field)
+	if !ok {
+		b = ev.Raw
 	}
 	return fnv1a(b)%p.rate == 0, nil
 }
@@ -237,16 +234,14 @@ func appendKey(dst []byte, src *pipeline.Source, ev *pipeline.Event, keys []stri
 		if i > 0 {
 			dst = append(dst, 0)
 		}
-		v, ok := pipeline.Lookup(src, ev, k)
+		var tmp [64]byte
+		b, ok := pipeline.LookupText(tmp[:0], src, ev, k)
 		if !ok {
+			// Missing, or a value without a text form (an object).
 			dst = append(dst, 1)
 			continue
 		}
-		if b, ok := pipeline.AppendText(dst, v); ok {
-			dst = b
-		} else {
-			dst = fmt.Append(dst, v)
-		}
+		dst = append(dst, b...)
 	}
 	return dst
 }

@@ -497,3 +497,52 @@ func TestRegistered(t *testing.T) {
 		}
 	}
 }
+
+// TestProcessorAllocs holds the processors to what the README claims: no
+// allocation per event (the arena's slabs amortise), except redact on a
+// line that matches.
+func TestProcessorAllocs(t *testing.T) {
+	src := &pipeline.Source{Name: "s", Fields: []pipeline.Field{{Key: "host", Value: "web-1"}}}
+	agg := DefaultAggregate()
+	agg.Name, agg.GroupBy, agg.Field = "a", []string{"route", "host"}, "ms"
+	for _, tc := range []struct {
+		name string
+		cfg  pipeline.ProcessorConfig
+	}{
+		{"filter", &FilterConfig{Condition: pipeline.Condition{Field: "level", Match: "^info$"}, Action: "keep"}},
+		{"filter message", &FilterConfig{Condition: pipeline.Condition{Field: "message", Match: "GET"}, Action: "keep"}},
+		{"sample message", &SampleConfig{Rate: 3, Field: "message"}},
+		{"throttle", &ThrottleConfig{Rate: 1e9, KeyFields: []string{"route", "host"}, MaxKeys: 10}},
+		{"aggregate", agg},
+		{"add_fields", &AddFieldsConfig{Fields: map[string]any{"env": "prod"}, Overwrite: true}},
+		{"rename", &RenameConfig{Fields: map[string]string{"level": "severity"}}},
+		{"drop_fields", &DropFieldsConfig{Fields: []string{"ms"}}},
+		{"redact no match", &RedactConfig{Fields: []string{"message", "route"}, Pattern: `password=\S+`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := build(t, tc.cfg)
+			a := new(pipeline.Arena)
+			base := ev("GET /x 200", "level=info", "route=/x", "ms=12")
+			e := base
+			allocs := testing.AllocsPerRun(2000, func() {
+				e = base
+				e.Fields = a.Grow(base.Fields, 0)
+				var err error
+				switch q := p.(type) {
+				case pipeline.SourceProcessor:
+					_, err = q.ProcessSource(src, &e, a)
+				case pipeline.ArenaProcessor:
+					_, err = q.ProcessArena(&e, a)
+				default:
+					_, err = p.Process(&e)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			})
+			if allocs > 0.05 {
+				t.Fatalf("%.2f allocations per event", allocs)
+			}
+		})
+	}
+}
