@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // Options configure a Pipeline.
@@ -334,6 +335,12 @@ func (c *Chunk) view(r *Runner) *Chunk {
 	v := &Chunk{Source: c.Source, Seq: c.Seq, Buf: c.Buf, End: c.End, parent: c}
 	evs := getEvents(len(c.Events))
 	copy(evs, c.Events)
+	if c.budget != nil {
+		// The copy is held as long as the chunk: memory_limit covers it.
+		n := int64(cap(evs)) * int64(unsafe.Sizeof(Event{}))
+		c.budget.Charge(n)
+		c.charged += n
+	}
 	if r.when != nil {
 		for i := range evs {
 			if !evs[i].Drop && !r.when.Matches(c.Source, &evs[i]) {

@@ -201,3 +201,76 @@ func contains(xs []string, s string) bool {
 	}
 	return false
 }
+
+// TestOutputAggregateAndDrops: processors of one output (sample, then an
+// aggregate that drops what it counts) leave the other output's events
+// alone; the aggregate's windows, emitted by the pipeline's ticker on a
+// short window, reach only that output and together count every event the
+// sample kept, each in exactly one window; drops are counted per reason.
+func TestOutputAggregateAndDrops(t *testing.T) {
+	sample := buildProc(t, &processors.SampleConfig{Rate: 3, Field: "message"})
+	agg := processors.DefaultAggregate()
+	agg.Name, agg.GroupBy, agg.Width, agg.DropEvents = "kept", []string{"level"}, config.Dur(20*time.Millisecond), true
+	aggProc := buildProc(t, agg)
+	all := &pipelinetest.Capture{Render: render}
+	stats := &pipelinetest.Capture{Render: render}
+	r := newRig(t, rigOptions{workers: 2, procs: []pipeline.Processor{levelProc{}},
+		routes: map[string]route{"stats": {procs: []pipeline.Processor{sample, aggProc}}}},
+		outSpec{"all", all, settings(nil)}, outSpec{"stats", stats, settings(func(s *pipeline.OutputSettings) {
+			s.Batch.Timeout = config.Dur(5 * time.Millisecond)
+		})})
+	f := pipelinetest.NewFeeder(r.stream, "s")
+	const n = 3000
+	for range n / 100 {
+		if err := f.Emit(r.ctx, 100); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond) // spread over several windows
+	}
+	// Windows close on the ticker while lines still flow, and at Drain.
+	eventually(t, "a window emitted while running", func() bool { return stats.Len() > 0 })
+	r.stop()
+
+	if got := all.Len(); got != n {
+		t.Fatalf("all: %d lines, want %d", got, n)
+	}
+	for _, l := range all.Lines() {
+		if strings.HasPrefix(l, "aggregate=") {
+			t.Fatalf("all got an aggregate of the other output: %q", l)
+		}
+	}
+	sampled := r.stats.DroppedByReason()["sample"]
+	kept := int64(n) - sampled
+	if sampled == 0 || kept == 0 {
+		t.Fatalf("sample dropped %d of %d", sampled, n)
+	}
+	if d := r.stats.DroppedByReason()["aggregate"]; d != kept {
+		t.Fatalf("aggregate drops %d, want the %d events the sample kept", d, kept)
+	}
+	var counted int64
+	windows := map[string]bool{}
+	for _, l := range stats.Lines() {
+		if !strings.HasPrefix(l, "aggregate=kept ") {
+			t.Fatalf("stats got a line: %q", l)
+		}
+		var c int64
+		for _, kv := range strings.Split(l[strings.IndexByte(l, '|')+1:], ",") {
+			if v, ok := strings.CutPrefix(kv, "count="); ok {
+				fmt.Sscan(v, &c)
+			}
+			if v, ok := strings.CutPrefix(kv, "window_end="); ok {
+				windows[v] = true
+			}
+		}
+		counted += c
+	}
+	if counted != kept {
+		t.Fatalf("windows count %d events, want %d", counted, kept)
+	}
+	if len(windows) == 0 {
+		t.Fatal("no window end recorded")
+	}
+	if got, want := f.Committed(), pipelinetest.Size("s", n); got != want {
+		t.Fatalf("committed %d, want %d", got, want)
+	}
+}
