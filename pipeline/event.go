@@ -41,14 +41,6 @@ type Chunk struct {
 	// Truncated counts lines the reader already cut to max_line_bytes.
 	Truncated int
 
-	Events []Event // filled by the worker pool
-
-	pending atomic.Int32 // outputs (and Holds) that still hold the chunk
-	budget  *Budget
-	charged int64
-	arena   *Arena   // parsed values of Events; nil when not parsed
-	after   []func() // run once the chunk is acknowledged (OnFinish)
-
 	// parent is set on a view: the copy of a chunk's events one output
 	// sees when it has a route condition or processors of its own. The
 	// view shares the parent's buffer and arena; finishing it finishes the
@@ -56,6 +48,14 @@ type Chunk struct {
 	parent *Chunk
 	views  []*Chunk // per route, nil where the route takes the chunk as is
 	viewed bool     // views were made (on the pool, or at delivery)
+
+	Events []Event // filled by the worker pool
+
+	pending atomic.Int32 // outputs (and Holds) that still hold the chunk
+	budget  *Budget
+	charged int64
+	arena   *Arena   // parsed values of Events; nil when not parsed
+	after   []func() // run once the chunk is acknowledged (OnFinish)
 }
 
 // bytes returns the chunk's weight for queue and budget accounting.
