@@ -274,3 +274,23 @@ func TestOutputAggregateAndDrops(t *testing.T) {
 		t.Fatalf("committed %d, want %d", got, want)
 	}
 }
+
+// TestRoutedAwayChunkSettlesAtOnce: a chunk none of whose events an output
+// takes is settled for it at once, not when a batch (an hour here) closes,
+// so the file's checkpoint does not wait for an output it never feeds.
+func TestRoutedAwayChunkSettlesAtOnce(t *testing.T) {
+	none := &pipelinetest.Capture{}
+	all := &pipelinetest.Capture{}
+	r := newRig(t, rigOptions{workers: 2, procs: []pipeline.Processor{levelProc{}},
+		routes: map[string]route{"none": {when: cond(t, "level", "^panic$")}}},
+		outSpec{"none", none, settings(nil)}, outSpec{"all", all, settings(func(s *pipeline.OutputSettings) { s.Batch.MaxEvents = 10 })})
+	f := pipelinetest.NewFeeder(r.stream, "s")
+	if err := f.Emit(r.ctx, 10); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "commit of a chunk routed away from one output", func() bool { return f.Committed() == pipelinetest.Size("s", 10) })
+	r.stop()
+	if none.Writes() != 0 || all.Len() != 10 {
+		t.Fatalf("none wrote %d times, all got %d lines", none.Writes(), all.Len())
+	}
+}
