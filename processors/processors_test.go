@@ -275,6 +275,15 @@ func TestThrottle(t *testing.T) {
 	if len(p.buckets) != 2 {
 		t.Fatalf("%d buckets, want max_keys 2", len(p.buckets))
 	}
+	// Once a and b have refilled they are forgotten (a full bucket is
+	// the same as a new one), and a new key gets a bucket of its own.
+	clk.add(time.Second)
+	if got := pass("e", 6); got != 5 {
+		t.Fatalf("new key after eviction: %d passed, want its own burst of 5", got)
+	}
+	if _, ok := p.buckets["e"]; !ok || len(p.buckets) > 2 {
+		t.Fatalf("buckets %v", p.buckets)
+	}
 }
 
 // TestAggregateTumbling: count, sum, avg, min and max per key over
