@@ -142,10 +142,15 @@ func Number(v any) (float64, bool) {
 // expression, unanchored as in Go's regexp) or `equals` (the field's text
 // form equals the value's). Output routing (`when`) and the filter
 // processor share it. An event without the field does not match.
+//
+// Negate turns the test around: the condition holds for the events that do
+// not match, those without the field included. RE2 regular expressions
+// have no negative lookahead, so this is how "all but debug" is written.
 type Condition struct {
 	Field  string `toml:"field"`
 	Match  string `toml:"match"`
 	Equals any    `toml:"equals"`
+	Negate bool   `toml:"negate"`
 
 	re       *regexp.Regexp
 	equals   string
@@ -194,7 +199,7 @@ func (c *Condition) Matches(src *Source, ev *Event) bool {
 	// reachable, so it would escape to the heap for every event. Only
 	// non-text values allocate.
 	b, ok := LookupText(nil, src, ev, c.Field)
-	return ok && c.matchText(b)
+	return (ok && c.matchText(b)) != c.Negate
 }
 
 func (c *Condition) matchText(b []byte) bool {
@@ -206,10 +211,15 @@ func (c *Condition) matchText(b []byte) bool {
 
 // String describes the condition for logs.
 func (c *Condition) String() string {
-	if c.re != nil || c.Match != "" {
-		return fmt.Sprintf("%s =~ /%s/", c.Field, c.Match)
+	op := [2][2]string{{"==", "!="}, {"=~", "!~"}}
+	neg := 0
+	if c.Negate {
+		neg = 1
 	}
-	return fmt.Sprintf("%s == %q", c.Field, c.equals)
+	if c.re != nil || c.Match != "" {
+		return fmt.Sprintf("%s %s /%s/", c.Field, op[1][neg], c.Match)
+	}
+	return fmt.Sprintf("%s %s %q", c.Field, op[0][neg], c.equals)
 }
 
 // Grow copies fs into the arena with room for n more fields, so a
