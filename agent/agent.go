@@ -29,6 +29,8 @@ type Agent struct {
 	pipe    *pipeline.Pipeline
 	runners []*pipeline.Runner
 	inputs  []namedInput
+	// processors that expose values for metrics (aggregate)
+	snapshots []pipeline.Snapshotter
 }
 
 type namedInput struct {
@@ -86,7 +88,16 @@ func New(cfg *Config, log *zap.Logger) (*Agent, error) {
 			return nil, fmt.Errorf("output %s: %w", name, err)
 		}
 		built = append(built, out)
+		procs, err := a.buildProcessors("outputs."+name, oc.Common().ProcessorConfigs)
+		if err != nil {
+			closeBuilt()
+			return nil, err
+		}
 		r := pipeline.NewRunner(name, out, *oc.Common(), bc.Logger, a.stats)
+		if err := r.Route(oc.Common().When, procs); err != nil {
+			closeBuilt()
+			return nil, err
+		}
 		a.runners = append(a.runners, r)
 		for _, in := range oc.Common().Inputs {
 			routes[in] = append(routes[in], r)
@@ -101,7 +112,12 @@ func New(cfg *Config, log *zap.Logger) (*Agent, error) {
 			return nil, fmt.Errorf("input %s: %w", name, err)
 		}
 		common := ic.Common()
-		st := a.pipe.NewStream(name, int(common.MaxLineBytes), staticFields(common.Fields), nil, routes[name])
+		procs, err := a.buildProcessors("inputs."+name, common.ProcessorConfigs)
+		if err != nil {
+			closeBuilt()
+			return nil, err
+		}
+		st := a.pipe.NewStream(name, int(common.MaxLineBytes), staticFields(common.Fields), procs, routes[name])
 		ps, err := pipeline.BuildParser(common)
 		if err != nil {
 			closeBuilt()
@@ -111,6 +127,33 @@ func New(cfg *Config, log *zap.Logger) (*Agent, error) {
 		a.inputs = append(a.inputs, namedInput{name, in, st})
 	}
 	return a, nil
+}
+
+// buildProcessors builds the processors of the table at key, in order.
+func (a *Agent) buildProcessors(key string, cfgs []pipeline.ProcessorConfig) ([]pipeline.Processor, error) {
+	var out []pipeline.Processor
+	for i, pc := range cfgs {
+		name := fmt.Sprintf("%s.processors[%d]", key, i)
+		p, err := pc.Build(pipeline.ProcessorContext{Name: name, Logger: a.log.With(zap.String("processor", name)), Stats: a.stats})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if sn, ok := p.(pipeline.Snapshotter); ok {
+			a.snapshots = append(a.snapshots, sn)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// Series returns the values the processors expose (aggregate windows), for
+// /metrics: one gauge per Series.
+func (a *Agent) Series() []pipeline.Series {
+	var out []pipeline.Series
+	for _, sn := range a.snapshots {
+		out = append(out, sn.Snapshot()...)
+	}
+	return out
 }
 
 // staticFields turns [inputs.NAME] fields into a sorted field list, built

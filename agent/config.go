@@ -163,6 +163,7 @@ func Load(file string, data []byte, lookup func(string) (string, bool)) (*Config
 		pc, _ := pipeline.NewInputConfig(typ)
 		if l.decodePlugin("inputs", name, inNames, outNames, pc) {
 			l.validated(key, errors.Join(pc.Common().Validate(), pc.Validate()))
+			pc.Common().ProcessorConfigs = l.decodeProcessors(key, pc.Common().Processors)
 		}
 		cfg.Inputs[name] = pc
 	}
@@ -178,6 +179,7 @@ func Load(file string, data []byte, lookup func(string) (string, bool)) (*Config
 		pc, _ := pipeline.NewOutputConfig(typ)
 		if l.decodePlugin("outputs", name, inNames, outNames, pc) {
 			l.validated(key, errors.Join(pc.Common().Validate(), pc.Validate()))
+			pc.Common().ProcessorConfigs = l.decodeProcessors(key, pc.Common().Processors)
 		}
 		cfg.Outputs[name] = pc
 	}
@@ -313,6 +315,66 @@ func (l *loader) decodeProblems(err error, prefix string) {
 		return
 	}
 	l.add(prefix, "%v", err)
+}
+
+// decodeProcessors turns the processors tables of the plugin table at key
+// into their types' configs, strictly (unknown keys are errors), and
+// validates them; problems are named key.processors[i].KEY.
+func (l *loader) decodeProcessors(key string, tables []map[string]any) []pipeline.ProcessorConfig {
+	var out []pipeline.ProcessorConfig
+	for i, t := range tables {
+		pkey := fmt.Sprintf("%s.processors[%d]", key, i)
+		typ, ok := l.pluginType(pkey, t, pipeline.ProcessorTypes())
+		if !ok {
+			continue
+		}
+		pc, _ := pipeline.NewProcessorConfig(typ)
+		// The table was decoded as plain values; written back out, it
+		// decodes into the typed struct with the decoder's own checks.
+		data, err := toml.Marshal(t)
+		if err == nil {
+			err = toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().Decode(pc)
+		}
+		if err != nil {
+			l.processorProblems(pkey, err)
+			continue
+		}
+		l.validated(pkey, pc.Validate())
+		out = append(out, pc)
+	}
+	return out
+}
+
+// processorProblems reports a processor table's decode errors. Their
+// positions are of the re-encoded table, so lines come from the file's
+// index by key instead.
+func (l *loader) processorProblems(pkey string, err error) {
+	var se *toml.StrictMissingError
+	if errors.As(err, &se) {
+		for _, e := range se.Errors {
+			l.add(pkey+"."+strings.Join(e.Key(), "."), "unknown key")
+		}
+		return
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		k := pkey
+		if len(de.Key()) > 0 {
+			k += "." + strings.Join(de.Key(), ".")
+		}
+		l.add(k, "%s", strings.TrimPrefix(de.Error(), "toml: "))
+		return
+	}
+	var ve *config.ValueError
+	if errors.As(err, &ve) {
+		if k, ok := l.pos.findRaw(pkey+".", ve.Raw); ok {
+			l.add(k, "%s", ve.Msg)
+			return
+		}
+		l.add(pkey, "%s", ve.Msg)
+		return
+	}
+	l.add(pkey, "%v", err)
 }
 
 // validated records the problems of a plugin's Validate under its table.

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2/unstable"
@@ -22,7 +23,11 @@ func indexPositions(data []byte) positions {
 	pos := positions{}
 	p := unstable.Parser{}
 	p.Reset(data)
-	var table []string
+	var table, indexed []string
+	// Arrays of tables are also indexed with their element's position,
+	// "inputs.app.processors[2].pattern", so an error in one element
+	// names its line; counts holds how many elements each array has so far.
+	counts := map[string]int{}
 	for p.NextExpression() {
 		e := p.Expression()
 		switch e.Kind {
@@ -32,11 +37,34 @@ func indexPositions(data []byte) positions {
 			if _, seen := pos[strings.Join(ks, ".")]; !seen {
 				pos[strings.Join(ks, ".")] = keyPos{line: line}
 			}
+			if e.Kind == unstable.ArrayTable {
+				counts[strings.Join(ks, ".")]++
+			}
+			indexed = indexedPath(ks, counts)
+			if len(indexed) > 0 && strings.Join(indexed, ".") != strings.Join(ks, ".") {
+				pos[strings.Join(indexed, ".")] = keyPos{line: line}
+			}
 		case unstable.KeyValue:
 			indexKeyValue(&p, pos, table, e)
+			if strings.Join(indexed, ".") != strings.Join(table, ".") {
+				indexKeyValue(&p, pos, indexed, e)
+			}
 		}
 	}
 	return pos
+}
+
+// indexedPath writes each array-of-tables part of ks with the index of its
+// current element: [inputs, app, processors] -> [inputs, app, processors[1]].
+func indexedPath(ks []string, counts map[string]int) []string {
+	out := make([]string, len(ks))
+	for i := range ks {
+		out[i] = ks[i]
+		if n := counts[strings.Join(ks[:i+1], ".")]; n > 0 {
+			out[i] = ks[i] + "[" + strconv.Itoa(n-1) + "]"
+		}
+	}
+	return out
 }
 
 func indexKeyValue(p *unstable.Parser, pos positions, prefix []string, kv *unstable.Node) {
@@ -55,6 +83,24 @@ func indexKeyValue(p *unstable.Parser, pos positions, prefix []string, kv *unsta
 		for it.Next() {
 			if c := it.Node(); c.Kind == unstable.KeyValue {
 				indexKeyValue(p, pos, path, c)
+			}
+		}
+	}
+	if v.Kind == unstable.Array {
+		// processors = [{ type = "..." }, ...]: elements as key[i].
+		it := v.Children()
+		for i := 0; it.Next(); i++ {
+			c := it.Node()
+			if c.Kind != unstable.InlineTable {
+				continue
+			}
+			elem := append(append([]string{}, path[:len(path)-1]...), path[len(path)-1]+"["+strconv.Itoa(i)+"]")
+			pos[strings.Join(elem, ".")] = keyPos{line: line}
+			ct := c.Children()
+			for ct.Next() {
+				if kv := ct.Node(); kv.Kind == unstable.KeyValue {
+					indexKeyValue(p, pos, elem, kv)
+				}
 			}
 		}
 	}

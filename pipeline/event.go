@@ -45,6 +45,14 @@ type Chunk struct {
 	// Truncated counts lines the reader already cut to max_line_bytes.
 	Truncated int
 
+	// parent is set on a view: the copy of a chunk's events one output
+	// sees when it has a route condition or processors of its own. The
+	// view shares the parent's buffer and arena; finishing it finishes the
+	// output's reference to the parent.
+	parent *Chunk
+	views  []*Chunk // per route, nil where the route takes the chunk as is
+	viewed bool     // views were made (on the pool, or at delivery)
+
 	Events []Event // filled by the worker pool
 
 	pending  atomic.Int32 // outputs (and Holds) that still hold the chunk
@@ -68,6 +76,13 @@ func (c *Chunk) done() {
 }
 
 func (c *Chunk) finish() {
+	if p := c.parent; p != nil {
+		c.parent, c.Buf = nil, nil
+		putEvents(c.Events)
+		c.Events = nil
+		p.done()
+		return
+	}
 	c.Source.ack(c.Seq, c.End)
 	for _, f := range c.after {
 		f()
@@ -93,10 +108,24 @@ func (c *Chunk) release() {
 		}
 		c.arena = nil
 	}
-	if cap(c.Events) > 0 && cap(c.Events) <= 64*1024 {
-		ev := c.Events[:0]
+	putEvents(c.Events)
+	c.Events = nil
+	c.views = nil
+}
+
+func putEvents(evs []Event) {
+	if cap(evs) > 0 && cap(evs) <= 64*1024 {
+		ev := evs[:0]
 		clear(ev[:cap(ev)])
 		eventPool.Put(&ev)
 	}
-	c.Events = nil
+}
+
+func getEvents(n int) []Event {
+	evp := eventPool.Get().(*[]Event)
+	evs := *evp
+	if cap(evs) < n {
+		evs = make([]Event, 0, n)
+	}
+	return evs[:n]
 }

@@ -24,6 +24,16 @@ type Pipeline struct {
 	stats   *Stats
 	wg      sync.WaitGroup
 	abort   context.Context // ends only on a forced stop
+
+	// Windowed processors (aggregate) and the goroutines that flush them,
+	// owned here: started by Start (or by NewStream after it), stopped by
+	// Drain once the workers are done, after a final flush.
+	wmu      sync.Mutex
+	started  bool
+	windows  []*window
+	seen     map[*Runner]bool
+	tickers  sync.WaitGroup
+	stopTick chan struct{}
 }
 
 // New returns a pipeline; Start launches its workers.
@@ -37,10 +47,12 @@ func New(o Options) *Pipeline {
 		st = &Stats{}
 	}
 	return &Pipeline{
-		workers: w,
-		in:      make(chan *Chunk, 2*w),
-		budget:  NewBudget(o.MemoryLimit),
-		stats:   st,
+		workers:  w,
+		in:       make(chan *Chunk, 2*w),
+		budget:   NewBudget(o.MemoryLimit),
+		stats:    st,
+		seen:     map[*Runner]bool{},
+		stopTick: make(chan struct{}),
 	}
 }
 
@@ -52,6 +64,12 @@ func (p *Pipeline) Budget() *Budget { return p.budget }
 // acknowledged and will be read again after restart).
 func (p *Pipeline) Start(abort context.Context) {
 	p.abort = abort
+	p.wmu.Lock()
+	p.started = true
+	for _, w := range p.windows {
+		p.startWindow(w)
+	}
+	p.wmu.Unlock()
 	for range p.workers {
 		p.wg.Add(1)
 		go func() {
@@ -71,6 +89,10 @@ func (p *Pipeline) Start(abort context.Context) {
 func (p *Pipeline) Drain() {
 	close(p.in)
 	p.wg.Wait()
+	// Every event has been processed: what the windows hold now is all
+	// they will get, so they flush it once more and stop.
+	close(p.stopTick)
+	p.tickers.Wait()
 }
 
 // Stream is the per-input face of the pipeline: it knows the input's
@@ -80,7 +102,9 @@ type Stream struct {
 	Input   string
 	maxLine int
 	procs   []Processor
+	chain   chain
 	routes  []*Runner
+	views   bool // some route has a condition or processors of its own
 	fields  []Field
 	parser  ParserSpec
 	// expand is what parsing adds to a chunk, in bytes per 256 bytes of
@@ -132,11 +156,30 @@ func (w *worker) parser(s *Stream) Parser {
 
 // NewStream wires an input to its processors and outputs. fields are static
 // fields added to every event of the input.
+//
+// Output processors and route conditions (Runner.Route) must be set before.
 func (p *Pipeline) NewStream(input string, maxLine int, fields []Field, procs []Processor, routes []*Runner) *Stream {
+	s := &Stream{p: p, Input: input, maxLine: maxLine, fields: fields, procs: procs, routes: routes,
+		chain: newChain(procs, p.stats)}
 	for _, r := range routes {
 		r.budget.Store(p.budget)
+		if r.filtered() {
+			s.views = true
+		}
+		p.wmu.Lock()
+		first := !p.seen[r]
+		p.seen[r] = true
+		p.wmu.Unlock()
+		if first {
+			r := r
+			p.addWindows("aggregate:"+r.Name, r.win, func(c *Chunk) {
+				c.pending.Add(1)
+				r.push(p.abort, c)
+			})
+		}
 	}
-	return &Stream{p: p, Input: input, maxLine: maxLine, fields: fields, procs: procs, routes: routes}
+	p.addWindows("aggregate:"+input, windowed(procs), func(c *Chunk) { s.fanout(c) })
+	return s
 }
 
 // SetParser makes the stream parse its lines with ps. Call it before the
@@ -212,20 +255,14 @@ func (p *Pipeline) process(c *Chunk, w *worker) {
 		c.estimate = 0
 		s.learn(n, len(c.Buf))
 	}
-	if len(s.procs) > 0 {
-		for i := range c.Events {
-			ev := &c.Events[i]
-			for _, pr := range s.procs {
-				keep, err := pr.Process(ev)
-				if err != nil || !keep {
-					// A processor error keeps the event as it is; a
-					// processor reports its own parse failures as fields.
-					ev.Drop = !keep && err == nil
-					if ev.Drop {
-						break
-					}
-				}
-			}
+	// Without an ordered stage the events are final here, so processors
+	// and the outputs' views run on the pool, in parallel; otherwise at
+	// delivery, after the ordered stage has joined what it joins, so a
+	// filter or redact sees whole lines.
+	if s.parser.NewOrdered == nil {
+		s.applyProcessors(c)
+		if s.views {
+			s.makeViews(c)
 		}
 	}
 	c.Source.reorder(c, s.deliver)
@@ -286,10 +323,8 @@ func (s *Stream) deliver(c *Chunk) {
 			src.ordered = s.parser.NewOrdered(s.p.stats)
 		}
 		src.ordered.Process(c)
+		s.applyProcessors(c)
 	}
-	c.pending.Add(int32(len(s.routes)))
-	for _, r := range s.routes {
-		r.push(s.p.abort, c)
-	}
+	s.fanout(c)
 	c.done()
 }

@@ -49,7 +49,9 @@ type Output interface {
 }
 
 // Processor transforms an event on the worker pool; keep=false drops the
-// event on purpose (it still counts as acknowledged).
+// event on purpose (it still counts as acknowledged). Several workers call
+// one processor at once. See ArenaProcessor, SourceProcessor, DropReason and
+// Windowed for what a processor may add.
 type Processor interface {
 	Process(ev *Event) (keep bool, err error)
 }

@@ -51,6 +51,14 @@ type rigOptions struct {
 	memory  int64
 	maxLine int
 	procs   []pipeline.Processor
+	// routes are outputs' conditions and processors (Runner.Route), by
+	// output name.
+	routes map[string]route
+}
+
+type route struct {
+	when  *pipeline.Condition
+	procs []pipeline.Processor
 }
 
 func newRig(t *testing.T, o rigOptions, outs ...outSpec) *rig {
@@ -64,6 +72,11 @@ func newRig(t *testing.T, o rigOptions, outs ...outSpec) *rig {
 			t.Fatalf("output %s: invalid test settings: %v", spec.name, err)
 		}
 		run := pipeline.NewRunner(spec.name, spec.out, spec.set, nil, stats)
+		if rt, ok := o.routes[spec.name]; ok {
+			if err := run.Route(rt.when, rt.procs); err != nil {
+				t.Fatal(err)
+			}
+		}
 		run.Start(abortCtx)
 		r.runners = append(r.runners, run)
 	}

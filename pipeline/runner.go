@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,13 @@ type Runner struct {
 	log   *zap.Logger
 	stats *Stats
 	Out   OutputStats
+
+	// What this output takes of the events routed to it (Route): only
+	// those matching when, after its own processors, applied to a view so
+	// other outputs see the events unchanged.
+	when  *Condition
+	procs chain
+	win   []Windowed
 
 	dl        *deadLetter            // nil without dead_letter_path
 	budget    atomic.Pointer[Budget] // the memory budget of the streams that feed it
@@ -48,6 +56,26 @@ func NewRunner(name string, out Output, set OutputSettings, log *zap.Logger, sta
 	}
 	return r
 }
+
+// Route sets what the output takes of the events its inputs send it: only
+// those matching when (nil takes all), after procs, which run on a copy of
+// each event so that what other outputs see does not change. Events not
+// taken count as settled for this output at once. Call it before the
+// streams that feed the runner are created.
+func (r *Runner) Route(when *Condition, procs []Processor) error {
+	if when != nil && !when.compiled {
+		if err := when.Compile(); err != nil {
+			return fmt.Errorf("output %s: when: %w", r.Name, err)
+		}
+	}
+	r.when = when
+	r.procs = newChain(procs, r.stats)
+	r.win = windowed(procs)
+	return nil
+}
+
+// filtered reports whether the runner needs its own view of a chunk.
+func (r *Runner) filtered() bool { return r.when != nil || len(r.procs) > 0 }
 
 // Queue returns the runner's queue, for depth metrics.
 func (r *Runner) Queue() *Queue { return r.q }

@@ -20,6 +20,10 @@ type InputSettings struct {
 	// package registered (json, logfmt, regex, cri, docker, syslog).
 	Parser string        `toml:"parser"`
 	Parse  ParseSettings `toml:"parse"`
+	// Processors are the [[inputs.NAME.processors]] tables as written;
+	// the agent decodes each into its type's config, in ProcessorConfigs.
+	Processors       []map[string]any  `toml:"processors"`
+	ProcessorConfigs []ProcessorConfig `toml:"-"`
 }
 
 // ParseSettings are the options of [inputs.NAME.parse]; each parser
@@ -130,6 +134,14 @@ type OutputSettings struct {
 	// output rejects permanently, as a JSON line with the reason, instead
 	// of counting it as lost.
 	DeadLetterPath string `toml:"dead_letter_path"`
+	// When, if set, routes by content: the output takes only the events
+	// of its inputs that match; the others count as settled for it.
+	When *Condition `toml:"when"`
+	// Processors are the [[outputs.NAME.processors]] tables as written
+	// (see InputSettings.Processors). They run on this output's copy of
+	// each event, so other outputs see the event unchanged.
+	Processors       []map[string]any  `toml:"processors"`
+	ProcessorConfigs []ProcessorConfig `toml:"-"`
 }
 
 // DefaultOutputSettings returns the defaults for the common output keys.
@@ -179,6 +191,9 @@ func (s *OutputSettings) Validate() error {
 	}
 	if s.MaxInFlight < 1 || s.MaxInFlight > 256 {
 		errs = append(errs, config.Errorf("max_in_flight", "must be between 1 and 256, got %d", s.MaxInFlight))
+	}
+	if s.When != nil {
+		errs = append(errs, config.Prefix("when", s.When.Compile()))
 	}
 	if s.DeadLetterPath != "" {
 		if fi, err := os.Stat(s.DeadLetterPath); err == nil && fi.IsDir() {

@@ -24,6 +24,7 @@ import (
 	_ "github.com/tailship/tailship/outputs/stdout"
 	_ "github.com/tailship/tailship/outputs/tcp"
 	_ "github.com/tailship/tailship/parse"
+	_ "github.com/tailship/tailship/processors"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
