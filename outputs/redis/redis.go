@@ -355,22 +355,30 @@ func (o *output) Write(ctx context.Context, b *pipeline.Batch) error {
 	}
 	// Sort the commands' outcomes: answered, rejected for good, or to
 	// send again.
+	//
+	// Once one command must be sent again, every later one is sent again
+	// too, even if it was answered: the re-sent part then arrives in
+	// order (after repeats of what got in after the failure), where
+	// re-sending only the failed commands would put them after later
+	// lines for good. A broken connection fails a suffix anyway.
 	pe := &pipeline.PartialError{}
 	var firstErr error
+	resend := false
 	for i, cmd := range cmds {
 		err := cmd.Err()
-		if err == nil {
+		if err == nil && !resend {
 			continue
 		}
-		if firstErr == nil {
+		if err != nil && firstErr == nil {
 			firstErr = err
 		}
-		if permanent(err) {
+		if err != nil && permanent(err) {
 			for k := first[i]; k < first[i+1]; k++ {
 				pe.Rejected = append(pe.Rejected, pipeline.Rejection{Index: k, Reason: fmt.Sprintf("%s to %q: %v", o.mode, s.msgs[k].key, o.redact(err))})
 			}
 			continue
 		}
+		resend = true
 		for k := first[i]; k < first[i+1]; k++ {
 			pe.Retry = append(pe.Retry, k)
 		}
