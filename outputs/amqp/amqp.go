@@ -46,6 +46,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strconv"
@@ -311,7 +312,6 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 		Heartbeat:  c.Heartbeat.D(),
 		Locale:     "en_US",
 		Properties: amqp.Table{"connection_name": name, "product": "tailship"},
-		Dial:       amqp.DefaultDial(c.ConnectTimeout.D()),
 	}
 	if uri.Scheme == "amqps" {
 		tc, err := c.TLS.ClientConfig(uri.Host)
@@ -329,6 +329,7 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 	}
 	o := &output{
 		log:         log,
+		dial:        amqp.DefaultDial(c.ConnectTimeout.D()),
 		url:         raw,
 		display:     maskURL(raw),
 		cfg:         cfg,
@@ -358,6 +359,7 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 
 type output struct {
 	log         *zap.Logger
+	dial        func(network, addr string) (net.Conn, error)
 	url         string // holds the password: never in logs or errors
 	display     string // url with the password masked
 	cfg         amqp.Config
@@ -392,6 +394,7 @@ type message struct {
 // session is one connection with its confirm-mode channel.
 type session struct {
 	conn *amqp.Connection
+	raw  net.Conn // under conn (and its TLS)
 	ch   *amqp.Channel
 	// The connection's and the channel's end (a channel error, like a
 	// 404 from a deleted exchange, ends the channel only). amqp091 sends
@@ -433,6 +436,11 @@ func (o *output) Write(ctx context.Context, b *pipeline.Batch) error {
 		}
 	}
 	s := o.conn
+	// A broker under a resource alarm stops reading: a publish then
+	// blocks in the socket write, which no context reaches. Closing the
+	// socket when the batch's time is up ends it, and the connection.
+	stop := context.AfterFunc(ctx, func() { s.raw.Close() })
+	defer stop()
 
 	// Publish everything, then wait: confirms arrive while later
 	// messages are still being sent.
@@ -600,11 +608,18 @@ func (o *output) redact(err error) error {
 // connect dials, opens a channel in confirm mode and declares the
 // exchange.
 func (o *output) connect() error {
-	conn, err := amqp.DialConfig(o.url, o.cfg)
+	var raw net.Conn
+	cfg := o.cfg
+	cfg.Dial = func(network, addr string) (net.Conn, error) {
+		c, err := o.dial(network, addr)
+		raw = c
+		return c, err
+	}
+	conn, err := amqp.DialConfig(o.url, cfg)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", o.display, o.redact(err))
 	}
-	s := &session{conn: conn}
+	s := &session{conn: conn, raw: raw}
 	fail := func(what string, err error) error {
 		s.close()
 		return fmt.Errorf("%s on %s: %w", what, o.where(), o.redact(err))

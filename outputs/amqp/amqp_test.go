@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -416,11 +417,52 @@ func TestNackRetried(t *testing.T) {
 // proxy forwards TCP connections to RabbitMQ and can cut them all, as a
 // broker restart or an operator's close_connection would.
 type proxy struct {
-	ln    net.Listener
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns []net.Conn
-	cuts  int
+	ln      net.Listener
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	conns   []net.Conn
+	cuts    int
+	stalled chan struct{} // non-nil: the proxy reads nothing from tailship until it is closed
+}
+
+// pipe copies from src to dst, holding off while the proxy is stalled.
+func (p *proxy) pipe(dst, src net.Conn, fromClient bool) {
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		if fromClient {
+			p.mu.Lock()
+			st := p.stalled
+			p.mu.Unlock()
+			if st != nil {
+				<-st
+			}
+		}
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// stall stops reading from tailship, as a broker under a memory alarm
+// does; the returned function resumes.
+func (p *proxy) stall() (resume func()) {
+	st := make(chan struct{})
+	p.mu.Lock()
+	p.stalled = st
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		p.stalled = nil
+		p.mu.Unlock()
+		close(st)
+	}
 }
 
 func newProxy(t *testing.T, target string) *proxy {
@@ -443,8 +485,8 @@ func newProxy(t *testing.T, target string) *proxy {
 			p.mu.Lock()
 			p.conns = append(p.conns, c, up)
 			p.mu.Unlock()
-			p.wg.Go(func() { io.Copy(up, c); up.Close() })
-			p.wg.Go(func() { io.Copy(c, up); c.Close() })
+			p.wg.Go(func() { p.pipe(up, c, true) })
+			p.wg.Go(func() { p.pipe(c, up, false) })
 		}
 	})
 	t.Cleanup(func() { ln.Close(); p.cut(); p.wg.Wait() })
@@ -548,6 +590,57 @@ func waitAll(t *testing.T, c *consumer, n int) []string {
 		prev = got
 	}
 	return c.bodies()
+}
+
+// TestBlockedBroker: a broker that stops reading (a resource alarm) makes
+// the publish block in the socket write; the attempt still ends, with an
+// error, once timeout passes, and once the broker reads again the batch
+// goes through on a new connection.
+func TestBlockedBroker(t *testing.T) {
+	ch := broker(t)
+	ex := setup(t, ch, "direct", "logs")
+	cons := consume(t, ch, ex+".logs")
+	px := newProxy(t, "127.0.0.1:5672")
+	c := testConfig(ex, "logs")
+	c.URL = "amqp://guest:guest@" + px.addr() + "/"
+	c.Timeout = config.Dur(300 * time.Millisecond)
+	out := build(t, c)
+	defer out.Close(context.Background())
+	// A small send buffer, so the batch cannot hide in the kernel.
+	out.(*output).dial = func(network, addr string) (net.Conn, error) {
+		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096) })
+			return serr
+		}}
+		return d.Dial(network, addr)
+	}
+	lines := make([]string, 3000)
+	for i := range lines {
+		lines[i] = strings.TrimSuffix(pipelinetest.Line("a", i), "\n") + strings.Repeat(" padding", 100)
+	}
+	if err := out.Write(context.Background(), pipeline.NewTestBatch(nil, "first")); err != nil {
+		t.Fatal(err)
+	}
+	resume := px.stall()
+	err := out.Write(context.Background(), pipeline.NewTestBatch(nil, lines...))
+	resume()
+	if err == nil {
+		t.Fatal("a batch was confirmed by a broker that read nothing")
+	}
+	t.Logf("while blocked: %v", err)
+	if err := out.Write(context.Background(), pipeline.NewTestBatch(nil, lines...)); err != nil {
+		t.Fatal(err)
+	}
+	got := cons.wait(1 + 3000)
+	if got[0] != "first" {
+		t.Fatalf("first message %q", got[0])
+	}
+	// The blocked batch may have got partly through before the stall took
+	// effect: those lines are repeated, and the batch is complete after.
+	if len(got) < 3001 || got[len(got)-1] != lines[2999] {
+		t.Fatalf("%d messages, the last %q", len(got), got[len(got)-1])
+	}
 }
 
 // allSeen waits until the consumer has seen lines 0..n-1.
