@@ -617,7 +617,7 @@ func (o *output) connect() error {
 	}
 	conn, err := amqp.DialConfig(o.url, cfg)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", o.display, o.redact(err))
+		return fmt.Errorf("connect to %s: %w", o.display, o.redact(config.ExplainTLSError(err)))
 	}
 	s := &session{conn: conn, raw: raw}
 	fail := func(what string, err error) error {

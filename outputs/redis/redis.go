@@ -386,7 +386,7 @@ func (o *output) Write(ctx context.Context, b *pipeline.Batch) error {
 	if firstErr == nil {
 		firstErr = execErr
 	}
-	err := fmt.Errorf("redis %s to %s: %w", o.mode, o.addr, o.redact(firstErr))
+	err := fmt.Errorf("redis %s to %s: %w", o.mode, o.addr, o.redact(config.ExplainTLSError(firstErr)))
 	if len(pe.Rejected) == 0 && len(pe.Retry) == len(s.msgs) {
 		// Nothing got through: an ordinary retry of the whole batch.
 		return err
