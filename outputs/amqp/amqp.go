@@ -192,8 +192,10 @@ func (c *Config) Validate() error {
 	if c.Timeout.D() <= 0 {
 		add("timeout", "must be above 0")
 	}
-	if d := c.Heartbeat.D(); d != 0 && d < time.Second {
-		add("heartbeat", "must be at least 1s (or 0 for the broker's)")
+	if c.Heartbeat.D() < time.Second {
+		// Heartbeats are what notices a broker that vanished without
+		// closing the connection.
+		add("heartbeat", "must be at least 1s")
 	}
 	if c.MaxInFlight != 1 {
 		// One channel is one ordered stream of publishes and confirms.
@@ -499,11 +501,11 @@ func (o *output) Write(ctx context.Context, b *pipeline.Batch) error {
 			}
 		}
 	}
-	for retries := s.returns; ; {
+	for {
 		// A return comes before its message's ack, so once the last
 		// confirm is in, every return of the batch is in the buffer.
 		select {
-		case r, ok := <-retries:
+		case r, ok := <-s.returns:
 			if ok {
 				if tag, err := strconv.ParseUint(r.MessageId, 10, 64); err == nil && tag >= firstTag {
 					returned[int(tag-firstTag)] = r
@@ -522,12 +524,16 @@ func (o *output) Write(ctx context.Context, b *pipeline.Batch) error {
 	// later lines for good.
 	pe := &pipeline.PartialError{}
 	resend := false
+	nacked := 0
 	for i := range o.msgs {
 		var retry bool
 		var reject string
 		switch {
-		case i >= len(confirms), !isDone(confirms[i]), !confirms[i].Acked():
-			retry = true // not published, not confirmed, or nacked
+		case i >= len(confirms), !isDone(confirms[i]):
+			retry = true // not published, or not confirmed
+		case !confirms[i].Acked():
+			retry = true // nacked, or the channel closed
+			nacked++
 		default:
 			if r, ok := returned[i]; ok {
 				if o.retryUnrout {
@@ -562,7 +568,7 @@ func (o *output) Write(ctx context.Context, b *pipeline.Batch) error {
 	case len(returned) > 0 && len(pe.Retry) > 0 && o.retryUnrout:
 		err = fmt.Errorf("%d unroutable messages returned by %s (unroutable = \"retry\": sent again until a queue takes them)", len(returned), o.where())
 	default:
-		err = fmt.Errorf("broker %s: %d of %d messages nacked or returned", o.where(), len(pe.Retry)+len(pe.Rejected), len(o.msgs))
+		err = fmt.Errorf("%s: of %d messages %d nacked and %d returned unroutable; sending %d again", o.where(), len(o.msgs), nacked, len(returned), len(pe.Retry))
 	}
 	if len(pe.Rejected) == 0 && len(pe.Retry) == len(o.msgs) {
 		return err // nothing got through: an ordinary retry
