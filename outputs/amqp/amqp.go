@@ -391,6 +391,7 @@ type output struct {
 type message struct {
 	key        string
 	start, end int
+	bad        string // why the broker cannot take it; not published
 }
 
 // session is one connection with its confirm-mode channel.
@@ -403,7 +404,7 @@ type session struct {
 	// on each once and closes it.
 	connClosed, chClosed chan *amqp.Error
 	returns              chan amqp.Return
-	tag                  uint64 // delivery tags published so far on ch
+	batches              uint64 // batches published on ch
 }
 
 // Write implements pipeline.Output.
@@ -447,24 +448,32 @@ func (o *output) Write(ctx context.Context, b *pipeline.Batch) error {
 	// Publish everything, then wait: confirms arrive while later
 	// messages are still being sent.
 	confirms := make([]*amqp.DeferredConfirmation, 0, len(o.msgs))
-	firstTag := s.tag + 1
+	s.batches++
+	batchID := strconv.FormatUint(s.batches, 10) + "-"
 	var pubErr error
-	for _, m := range o.msgs {
-		s.tag++
+	for i, m := range o.msgs {
+		if m.bad != "" {
+			confirms = append(confirms, nil)
+			continue
+		}
 		msg := amqp.Publishing{
 			ContentType:     o.contentType,
 			ContentEncoding: o.encoding,
 			DeliveryMode:    o.mode,
 			Timestamp:       time.Now(),
-			// The delivery tag names the message in a basic.return,
-			// which carries no tag of its own.
-			MessageId: strconv.FormatUint(s.tag, 10),
+			// Names the message in a basic.return, which carries no
+			// delivery tag.
+			MessageId: batchID + strconv.Itoa(i),
 			Body:      o.buf[m.start:m.end],
 		}
 		dc, err := s.ch.PublishWithDeferredConfirmWithContext(ctx, o.exchange, m.key, o.mandatory, false, msg)
 		if err != nil {
-			pubErr = fmt.Errorf("publish to %s: %w", o.where(), o.redact(err))
-			s.tag-- // not sent
+			if ctx.Err() != nil {
+				// The socket was closed under a blocked write.
+				pubErr = fmt.Errorf("publish to %s: %d of %d messages sent when timeout (%v) passed; a broker that stops reading is usually under a resource alarm (memory or disk): %w", o.where(), i, len(o.msgs), o.timeout, o.redact(err))
+			} else {
+				pubErr = fmt.Errorf("publish to %s: %w", o.where(), o.redact(err))
+			}
 			break
 		}
 		confirms = append(confirms, dc)
@@ -476,6 +485,9 @@ func (o *output) Write(ctx context.Context, b *pipeline.Batch) error {
 	var waitErr error
 	for i := 0; i < len(confirms) && waitErr == nil; i++ {
 		dc := confirms[i]
+		if dc == nil {
+			continue
+		}
 	wait:
 		for {
 			select {
@@ -484,8 +496,8 @@ func (o *output) Write(ctx context.Context, b *pipeline.Batch) error {
 					returns = nil
 					continue
 				}
-				if tag, err := strconv.ParseUint(r.MessageId, 10, 64); err == nil && tag >= firstTag {
-					returned[int(tag-firstTag)] = r
+				if i, ok := returnedIndex(r.MessageId, batchID); ok {
+					returned[i] = r
 				}
 			case <-dc.Done():
 				break wait
@@ -496,7 +508,7 @@ func (o *output) Write(ctx context.Context, b *pipeline.Batch) error {
 				waitErr = fmt.Errorf("waiting for confirms from %s: channel closed: %s", o.where(), o.describe(e))
 				break wait
 			case <-ctx.Done():
-				waitErr = fmt.Errorf("waiting for confirms from %s: %d of %d messages unconfirmed after %v: %w", o.where(), len(confirms)-i, len(o.msgs), o.timeout, ctx.Err())
+				waitErr = fmt.Errorf("waiting for confirms from %s: %d of %d messages unconfirmed after %v (an overloaded broker, or one under a resource alarm): %w", o.where(), len(confirms)-i, len(o.msgs), o.timeout, ctx.Err())
 				break wait
 			}
 		}
@@ -507,8 +519,8 @@ func (o *output) Write(ctx context.Context, b *pipeline.Batch) error {
 		select {
 		case r, ok := <-s.returns:
 			if ok {
-				if tag, err := strconv.ParseUint(r.MessageId, 10, 64); err == nil && tag >= firstTag {
-					returned[int(tag-firstTag)] = r
+				if i, ok := returnedIndex(r.MessageId, batchID); ok {
+					returned[i] = r
 				}
 				continue
 			}
@@ -529,6 +541,8 @@ func (o *output) Write(ctx context.Context, b *pipeline.Batch) error {
 		var retry bool
 		var reject string
 		switch {
+		case o.msgs[i].bad != "":
+			reject = o.msgs[i].bad
 		case i >= len(confirms), !isDone(confirms[i]):
 			retry = true // not published, or not confirmed
 		case !confirms[i].Acked():
@@ -568,13 +582,24 @@ func (o *output) Write(ctx context.Context, b *pipeline.Batch) error {
 	case len(returned) > 0 && len(pe.Retry) > 0 && o.retryUnrout:
 		err = fmt.Errorf("%d unroutable messages returned by %s (unroutable = \"retry\": sent again until a queue takes them)", len(returned), o.where())
 	default:
-		err = fmt.Errorf("%s: of %d messages %d nacked and %d returned unroutable; sending %d again", o.where(), len(o.msgs), nacked, len(returned), len(pe.Retry))
+		err = fmt.Errorf("%s: of %d messages %d nacked, %d returned unroutable, %d rejected; sending %d again", o.where(), len(o.msgs), nacked, len(returned), len(pe.Rejected), len(pe.Retry))
 	}
 	if len(pe.Rejected) == 0 && len(pe.Retry) == len(o.msgs) {
 		return err // nothing got through: an ordinary retry
 	}
 	pe.Err = err
 	return pe
+}
+
+// returnedIndex reads the index in the batch from a returned message's
+// id, if the message is of this batch.
+func returnedIndex(id, batchID string) (int, bool) {
+	rest, ok := strings.CutPrefix(id, batchID)
+	if !ok {
+		return 0, false
+	}
+	i, err := strconv.Atoi(rest)
+	return i, err == nil
 }
 
 func isDone(dc *amqp.DeferredConfirmation) bool {
@@ -714,7 +739,13 @@ func (o *output) encode(b *pipeline.Batch) error {
 			}
 			o.buf = append(o.buf[:start], z...)
 		}
-		o.msgs = append(o.msgs, message{key: key, start: start, end: len(o.buf)})
+		m := message{key: key, start: start, end: len(o.buf)}
+		if len(key) > 255 {
+			// A routing key is an AMQP short string; amqp091 would
+			// refuse the publish on every retry.
+			m.bad = fmt.Sprintf("routing key of %d bytes: AMQP allows at most 255", len(key))
+		}
+		o.msgs = append(o.msgs, m)
 	}
 	return nil
 }
