@@ -583,6 +583,33 @@ func TestClientPause(t *testing.T) {
 	t.Logf("%d failed attempts, %d lines repeated, %d commits checked", r.Out.Failures.Load(), dup, chk.commits)
 }
 
+// TestMaxInFlight: with batches in flight at once (each on a connection of
+// its own), every line arrives once; order across batches is given up, as
+// max_in_flight says.
+func TestMaxInFlight(t *testing.T) {
+	rc := server(t)
+	key := unique(t, rc)
+	c := testConfig(key)
+	c.MaxInFlight = 4
+	c.Batch.MaxEvents = 200
+	in := &pipelinetest.StaticInput{Sources: []string{"a", "b"}, Lines: 10000, ChunkLines: 100}
+	ship(t, c, in, pipelinetest.ShipOptions{})
+	seen := map[string]int{}
+	for _, l := range lrange(t, rc, key) {
+		seen[l]++
+	}
+	for _, src := range in.Sources {
+		for i := range 10000 {
+			if l := strings.TrimSuffix(pipelinetest.Line(src, i), "\n"); seen[l] != 1 {
+				t.Fatalf("%q arrived %d times", l, seen[l])
+			}
+		}
+	}
+	if len(seen) != 20000 {
+		t.Fatalf("%d distinct lines, want 20000", len(seen))
+	}
+}
+
 // TestServerDown: with nothing listening, writes fail with an error that
 // names the address and are retried, not rejected.
 func TestServerDown(t *testing.T) {
