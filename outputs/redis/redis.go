@@ -398,8 +398,9 @@ func (o *output) Write(ctx context.Context, b *pipeline.Batch) error {
 // permanent reports a Redis reply error that the same command will get
 // again: the key holds another type, or the value is over the server's
 // limits. Connection errors, timeouts and transient states (OOM, LOADING,
-// READONLY, BUSY, MASTERDOWN, TRYAGAIN, NOAUTH after a password change) are
-// retried.
+// READONLY, BUSY, MASTERDOWN, TRYAGAIN) are retried, and so are NOAUTH,
+// WRONGPASS and NOPERM: an operator fixes a password or an ACL without
+// losing the events, which wait (backpressure) meanwhile.
 func permanent(err error) bool {
 	var re goredis.Error
 	if !errors.As(err, &re) {

@@ -623,6 +623,39 @@ func TestServerDown(t *testing.T) {
 	}
 }
 
+// TestACLUser: username with password_file authenticates as a Redis 6 ACL
+// user (created for the test, allowed only its own keys), in db 0.
+func TestACLUser(t *testing.T) {
+	rc := server(t)
+	key := unique(t, rc)
+	user := strings.ReplaceAll(key, ":", "-")
+	ctx := context.Background()
+	if err := rc.Do(ctx, "ACL", "SETUSER", user, "on", ">acl-pw-1", "~"+key+"*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rc.Do(ctx, "ACL", "DELUSER", user) })
+	c := testConfig(key)
+	c.Username = user
+	c.PasswordFile = filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(c.PasswordFile, []byte("acl-pw-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in := &pipelinetest.StaticInput{Sources: []string{"a"}, Lines: 1000, ChunkLines: 100}
+	ship(t, c, in, pipelinetest.ShipOptions{})
+	if err := pipelinetest.CheckSequences(lrange(t, rc, key), in.Want()); err != nil {
+		t.Fatal(err)
+	}
+	// The same user may not write elsewhere: NOPERM is not a
+	// password problem and is retried (an operator can fix the ACL).
+	c.Key = "elsewhere-" + key
+	out := build(t, c, "acl")
+	defer out.Close(ctx)
+	err := out.Write(ctx, pipeline.NewTestBatch(nil, "x"))
+	if err == nil || pipeline.IsPermanent(err) || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("error %v", err)
+	}
+}
+
 // TestPasswordNotInErrors: a wrong password fails the attempt (retried) and
 // the error does not carry the password.
 func TestPasswordNotInErrors(t *testing.T) {
