@@ -292,12 +292,11 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 	if err != nil {
 		return nil, fmt.Errorf("url: %s", redactString(err.Error(), raw))
 	}
-	key, err := template.Parse(c.RoutingKey)
-	if c.RoutingKey == "" {
-		key, err = nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("routing_key: %w", err)
+	var key template.Template // nil: the routing key is ""
+	if c.RoutingKey != "" {
+		if key, err = template.Parse(c.RoutingKey); err != nil {
+			return nil, fmt.Errorf("routing_key: %w", err)
+		}
 	}
 	if _, err := codec.NewEncoder(c.Settings); err != nil {
 		return nil, err
