@@ -19,8 +19,10 @@ import (
 
 	"github.com/tailship/tailship/agent"
 	_ "github.com/tailship/tailship/inputs/file"
+	_ "github.com/tailship/tailship/outputs/amqp"
 	_ "github.com/tailship/tailship/outputs/file"
 	_ "github.com/tailship/tailship/outputs/http"
+	_ "github.com/tailship/tailship/outputs/redis"
 	_ "github.com/tailship/tailship/outputs/stdout"
 	_ "github.com/tailship/tailship/outputs/tcp"
 	_ "github.com/tailship/tailship/parse"

@@ -2,9 +2,7 @@ package http
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -12,141 +10,19 @@ import (
 	"github.com/tailship/tailship/pipeline/codec"
 )
 
-// template is an index name pattern: literals, %{field} and time tokens.
-type template []tmplPart
-
-type tmplPart struct {
-	lit   string
-	field string // %{field}
-	verb  byte   // 'Y', 'm', 'd', 'H' (UTC), or 0
-}
-
-func parseTemplate(s string) (template, error) {
-	var t template
-	var lit strings.Builder
-	flush := func() {
-		if lit.Len() > 0 {
-			t = append(t, tmplPart{lit: lit.String()})
-			lit.Reset()
+// foldIndex rewrites a field value into an Elasticsearch index name's
+// shape: lowercase, without the characters index names exclude. Folding
+// here beats having every document of a batch rejected for an uppercase
+// service name.
+func foldIndex(dst []byte, v string) []byte {
+	for _, r := range strings.ToLower(v) {
+		switch r {
+		case '\\', '/', '*', '?', '"', '<', '>', '|', ' ', ',', '#', ':':
+			r = '_'
 		}
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] != '%' {
-			lit.WriteByte(s[i])
-			continue
-		}
-		if i+1 == len(s) {
-			return nil, errors.New("ends in a lone '%' (write %% for a percent sign)")
-		}
-		i++
-		switch c := s[i]; c {
-		case '%':
-			lit.WriteByte('%')
-		case 'Y', 'm', 'd', 'H':
-			flush()
-			t = append(t, tmplPart{verb: c})
-		case '{':
-			end := strings.IndexByte(s[i:], '}')
-			if end < 0 {
-				return nil, fmt.Errorf("%%{ at %d is not closed by }", i-1)
-			}
-			name := s[i+1 : i+end]
-			if name == "" {
-				return nil, errors.New("%{} names no field")
-			}
-			flush()
-			t = append(t, tmplPart{field: name})
-			i += end
-		default:
-			return nil, fmt.Errorf("unknown token %%%c (known: %%{field}, %%Y %%m %%d %%H, and %%%% for a percent sign)", c)
-		}
-	}
-	flush()
-	if len(t) == 0 {
-		return nil, errors.New("is empty")
-	}
-	return t, nil
-}
-
-func (t template) static() bool {
-	for _, p := range t {
-		if p.field != "" {
-			return false
-		}
-	}
-	return true
-}
-
-// expand appends the index name for one event. Elasticsearch index names
-// are lowercase and exclude a few characters; field values are folded into
-// that shape here rather than have every document of a batch rejected for
-// an uppercase service name. A missing field expands to "unknown".
-func (t template) expand(dst []byte, src *pipeline.Source, ev *pipeline.Event, now time.Time) []byte {
-	for _, p := range t {
-		switch {
-		case p.field != "":
-			v, ok := fieldValue(src, ev, p.field)
-			if !ok || v == "" {
-				v = "unknown"
-			}
-			for _, r := range strings.ToLower(v) {
-				switch r {
-				case '\\', '/', '*', '?', '"', '<', '>', '|', ' ', ',', '#', ':':
-					r = '_'
-				}
-				dst = append(dst, string(r)...)
-			}
-		case p.verb != 0:
-			n, width := 0, 2
-			switch p.verb {
-			case 'Y':
-				n, width = now.Year(), 4
-			case 'm':
-				n = int(now.Month())
-			case 'd':
-				n = now.Day()
-			case 'H':
-				n = now.Hour()
-			}
-			s := strconv.Itoa(n)
-			for range width - len(s) {
-				dst = append(dst, '0')
-			}
-			dst = append(dst, s...)
-		default:
-			dst = append(dst, p.lit...)
-		}
+		dst = append(dst, string(r)...)
 	}
 	return dst
-}
-
-// fieldValue finds a field of the event, then of its source, as text.
-func fieldValue(src *pipeline.Source, ev *pipeline.Event, key string) (string, bool) {
-	for i := range ev.Fields {
-		if ev.Fields[i].Key == key {
-			return valueText(ev.Fields[i].Value), true
-		}
-	}
-	if src != nil {
-		for i := range src.Fields {
-			if src.Fields[i].Key == key {
-				return valueText(src.Fields[i].Value), true
-			}
-		}
-	}
-	return "", false
-}
-
-func valueText(v any) string {
-	switch v := v.(type) {
-	case string:
-		return v
-	case []byte:
-		return string(v)
-	case nil:
-		return ""
-	}
-	return fmt.Sprint(v)
 }
 
 func hasField(fs []pipeline.Field, key string) bool {
@@ -166,7 +42,7 @@ func (o *output) appendBulk(dst []byte, b *pipeline.Batch, now time.Time) []byte
 	now = now.UTC()
 	ts := now.AppendFormat(nil, time.RFC3339Nano)
 	var action []byte
-	if o.index.static() {
+	if o.index.Static() {
 		action = o.appendAction(nil, nil, nil, now)
 	}
 	var doc, name []byte
@@ -193,7 +69,7 @@ func (o *output) appendBulk(dst []byte, b *pipeline.Batch, now time.Time) []byte
 
 func (o *output) appendAction(dst []byte, src *pipeline.Source, ev *pipeline.Event, now time.Time) []byte {
 	dst = append(dst, `{"create":{"_index":`...)
-	name := o.index.expand(nil, src, ev, now)
+	name := o.index.Append(nil, src, ev, now, foldIndex)
 	dst = codec.AppendString(dst, name)
 	return append(dst, "}}\n"...)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tailship/tailship/pipeline"
 	"github.com/tailship/tailship/pipeline/pipelinetest"
+	"github.com/tailship/tailship/pipeline/template"
 )
 
 // serviceProc gives every event a "service" field, as a parser would:
@@ -197,16 +198,16 @@ func TestIndexTemplate(t *testing.T) {
 		{"x-%{n}-%{missing}", "x-7-unknown"},
 		{"100%%", "100%"},
 	} {
-		tm, err := parseTemplate(tc.tmpl)
+		tm, err := template.Parse(tc.tmpl)
 		if err != nil {
 			t.Fatalf("%q: %v", tc.tmpl, err)
 		}
-		if got := string(tm.expand(nil, src, ev, now)); got != tc.want {
+		if got := string(tm.Append(nil, src, ev, now, foldIndex)); got != tc.want {
 			t.Errorf("%q expands to %q, want %q", tc.tmpl, got, tc.want)
 		}
 	}
 	for _, bad := range []string{"", "x-%", "%{service", "%{}", "%q"} {
-		if _, err := parseTemplate(bad); err == nil {
+		if _, err := template.Parse(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
 	}

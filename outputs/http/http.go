@@ -45,6 +45,7 @@ import (
 	"github.com/tailship/tailship/config"
 	"github.com/tailship/tailship/pipeline"
 	"github.com/tailship/tailship/pipeline/codec"
+	"github.com/tailship/tailship/pipeline/template"
 )
 
 // Formats of the request body.
@@ -160,7 +161,7 @@ func (c *Config) Validate() error {
 	if c.Format == FormatElasticsearch {
 		if c.Index == "" {
 			add("index", "required with format = \"elasticsearch\" (e.g. \"logs-%%{service}\")")
-		} else if _, err := parseTemplate(c.Index); err != nil {
+		} else if _, err := template.Parse(c.Index); err != nil {
 			add("index", "%v", err)
 		}
 	} else {
@@ -268,7 +269,7 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 		// when all succeed.
 		q.Set("filter_path", "errors,items.*.status,items.*.error")
 		u.RawQuery = q.Encode()
-		if o.index, err = parseTemplate(c.Index); err != nil {
+		if o.index, err = template.Parse(c.Index); err != nil {
 			return nil, fmt.Errorf("index: %w", err)
 		}
 	}
@@ -394,8 +395,8 @@ type output struct {
 	encoders chan *encoder
 	secrets  []string
 
-	index    template // elasticsearch
-	labels   []string // loki
+	index    template.Template // elasticsearch
+	labels   []string          // loki
 	static   []label
 	tenantID string
 	lastTS   atomic.Int64 // loki: last timestamp used, to keep entries ordered

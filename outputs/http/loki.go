@@ -8,6 +8,7 @@ import (
 
 	"github.com/tailship/tailship/pipeline"
 	"github.com/tailship/tailship/pipeline/codec"
+	"github.com/tailship/tailship/pipeline/template"
 )
 
 type label struct{ name, value string }
@@ -63,7 +64,7 @@ func (o *output) appendPush(dst []byte, st *lokiState, b *pipeline.Batch) []byte
 	for src, ev := range b.All() {
 		st.labels = append(st.labels[:0], o.static...)
 		for _, name := range o.labels {
-			if v, ok := fieldValue(src, ev, name); ok && v != "" {
+			if v, ok := template.FieldValue(src, ev, name); ok && v != "" {
 				st.labels = setLabel(st.labels, name, v)
 			}
 		}

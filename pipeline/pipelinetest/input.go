@@ -175,6 +175,10 @@ type StaticInput struct {
 	Sources    []string
 	Lines      int
 	ChunkLines int
+	// OnCommit, when set before Run, is each feeder's OnCommit with the
+	// source's name: a test can check there what its receiver holds at
+	// the moment the pipeline commits an offset.
+	OnCommit func(source string, offset int64)
 
 	mu      sync.Mutex
 	feeders map[string]*Feeder
@@ -200,6 +204,9 @@ func (in *StaticInput) Run(ctx context.Context, e pipeline.Emitter) error {
 			return fmt.Errorf("pipelinetest: source %q run twice", name)
 		}
 		f := NewFeeder(e, name)
+		if in.OnCommit != nil {
+			f.OnCommit = func(off int64) { in.OnCommit(name, off) }
+		}
 		in.feeders[name] = f
 		fs = append(fs, f)
 	}
