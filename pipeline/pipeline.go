@@ -23,6 +23,11 @@ type Pipeline struct {
 	stats   *Stats
 	wg      sync.WaitGroup
 	abort   context.Context // ends only on a forced stop
+
+	// flushMu lets Drain wait for Source.Flush calls under way and refuse
+	// later ones, which would reach runners being stopped.
+	flushMu  sync.RWMutex
+	draining bool
 }
 
 // New returns a pipeline; Start launches its workers.
@@ -70,6 +75,9 @@ func (p *Pipeline) Start(abort context.Context) {
 func (p *Pipeline) Drain() {
 	close(p.in)
 	p.wg.Wait()
+	p.flushMu.Lock()
+	p.draining = true
+	p.flushMu.Unlock()
 }
 
 // Stream is the per-input face of the pipeline: it knows the input's
@@ -131,8 +139,10 @@ func (s *Stream) NewChunk(ctx context.Context, src *Source, size int) (*Chunk, e
 // Emit implements Emitter.
 func (s *Stream) Emit(ctx context.Context, c *Chunk) error {
 	src := c.Source
+	src.rmu.Lock() // Source.Flush numbers chunks too
 	c.Seq = src.next
 	src.next++
+	src.rmu.Unlock()
 	src.inflight.Add(1)
 	select {
 	case s.p.in <- c:
@@ -237,7 +247,9 @@ func (p *Pipeline) split(c *Chunk, maxLine int) {
 func (s *Stream) deliver(c *Chunk) {
 	// One reference of our own, so that neither a Hold's release nor a fast
 	// output can finish the chunk before every output has it.
-	c.pending.Store(1)
+	c.pending.Store(0)
+	c.outs.Store(0)
+	c.ref(1)
 	if s.parser.NewOrdered != nil {
 		src := c.Source
 		// Only the worker delivering this source touches it (reorder
@@ -247,7 +259,13 @@ func (s *Stream) deliver(c *Chunk) {
 		}
 		src.ordered.Process(c)
 	}
-	c.pending.Add(int32(len(s.routes)))
+	s.fanOut(c)
+}
+
+// fanOut hands c to every routed output and drops the deliverer's own
+// reference.
+func (s *Stream) fanOut(c *Chunk) {
+	c.ref(int32(len(s.routes)))
 	for _, r := range s.routes {
 		r.push(s.p.abort, c)
 	}
