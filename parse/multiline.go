@@ -88,11 +88,11 @@ type record struct {
 	// safe is the clean boundary the checkpoint may reach while the
 	// record is open; -1 when none is known yet, and then the record's
 	// chunks are held from acknowledgement until it ships instead.
-	safe             int64
-	atBoundary       bool  // open at prevEnd
-	holds            []func()
-	armed            time.Time
-	timer            *time.Timer
+	safe       int64
+	atBoundary bool // open at prevEnd
+	holds      []func()
+	armed      time.Time
+	timer      *time.Timer
 }
 
 // rule says a line continues a record in some state, and which state the
