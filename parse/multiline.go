@@ -133,7 +133,9 @@ func (m *machine) classify(line []byte, state int, open bool) (cont bool, next i
 }
 
 // Presets. Each errs toward keeping a line alone: a line glued to the
-// wrong record is worse than a trace split in two.
+// wrong record is worse than a trace split in two. Each pattern has one
+// leading ^ outside its alternatives, so regexp sees it anchored and tries
+// only the start of the line (^a|^b is tried at every position).
 var presets = map[string]func() *machine{
 	// A log line followed by its exception, frames, "... N more", and
 	// Caused by / Suppressed sections. The exception line needs a
@@ -141,14 +143,14 @@ var presets = map[string]func() *machine{
 	// ordinary "Error: ..." log line stays alone.
 	"java": func() *machine {
 		return &machine{states: [][]rule{{{re: regexp.MustCompile(
-			`^\s+at |^\s+\.\.\. \d+ (more|common frames omitted)|^\s*(Caused by|Suppressed|Wrapped by): |^\s*[a-zA-Z_$][\w$]*(\.[\w$]+)+(Exception|Error|Throwable)(: .*)?$`)}}}}
+			`^(?:\s+at |\s+\.\.\. \d+ (?:more|common frames omitted)|\s*(?:Caused by|Suppressed|Wrapped by): |\s*[a-zA-Z_$][\w$]*(?:\.[\w$]+)+(?:Exception|Error|Throwable)(?:: .*)?$)`)}}}}
 	},
 	// panic: ... then a blank line, goroutine headers, function lines,
 	// tab-indented file:line lines, [signal ...], created by ..., and
 	// exit status N.
 	"go": func() *machine {
 		return &machine{states: [][]rule{{{re: regexp.MustCompile(
-			`^$|^\s|^goroutine \d+ |^\[signal |^created by |^exit status \d+$|^[\w./*()\[\]{}-]+\(.*\)$`)}}}}
+			`^(?:$|\s|goroutine \d+ |\[signal |created by |exit status \d+$|[\w./*()\[\]{}-]+\(.*\)$)`)}}}}
 	},
 	// Traceback (most recent call last): then indented frames, the
 	// exception line that ends it, and chained tracebacks ("During
