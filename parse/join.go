@@ -301,3 +301,14 @@ func appendJSONString(dst, s []byte, suffix string) []byte {
 	}
 	return append(dst, '"')
 }
+
+// Close stops the joiner's timers, for code that runs it on its own.
+func (j *joiner) Close() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, g := range j.groups {
+		if g.timer != nil {
+			g.timer.Stop()
+		}
+	}
+}

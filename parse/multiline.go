@@ -272,6 +272,15 @@ func (c chain) Process(ch *pipeline.Chunk) {
 	}
 }
 
+// Close closes the stages that have timers to stop.
+func (c chain) Close() {
+	for _, o := range c {
+		if cl, ok := o.(interface{ Close() }); ok {
+			cl.Close()
+		}
+	}
+}
+
 func newMultiline(m *machine, maxLines, maxBytes int, timeout time.Duration, byStream bool, st *pipeline.Stats) *multiline {
 	return &multiline{m: m, maxLines: maxLines, maxBytes: maxBytes, timeout: timeout, byStream: byStream, stats: st,
 		recs: map[string]*record{}, prevEnd: -1, origLast: -1, lastClean: -1}

@@ -351,6 +351,9 @@ func (c *Chunk) OnDelivered(f func()) { c.shipped = append(c.shipped, f) }
 // the checkpoint stays before them, and the next start reads them again.
 func (s *Source) Flush(fill func(c *Chunk)) bool {
 	st := s.stream
+	if st == nil {
+		return true // a Source made outside a pipeline (tests): nowhere to ship
+	}
 	st.p.flushMu.RLock()
 	defer st.p.flushMu.RUnlock()
 	if st.p.draining {
