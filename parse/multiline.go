@@ -370,8 +370,14 @@ func (s *multiline) Process(c *pipeline.Chunk) {
 			r.timer.Reset(s.timeout)
 		}
 	}
-	if !open && !s.join.openNow() {
+	switch pieces := s.join.openNow(); {
+	case !open && !pieces:
 		s.lastClean = end
+	case pieces && s.lastClean >= 0:
+		// A partial line is open across the chunk's end: it may begin a
+		// record, so the checkpoint stays before its first piece. (With
+		// no clean boundary known yet, the record's chunks are held.)
+		low = min(low, s.lastClean)
 	}
 	c.End = max(low, s.lastEnd)
 	s.origLast, s.lastEnd = end, c.End
@@ -576,8 +582,11 @@ func (s *multiline) expire(r *record) {
 				}
 			}
 		}
-		if !open && !s.join.openNow() {
+		switch pieces := s.join.openNow(); {
+		case !open && !pieces:
 			s.lastClean = max(s.lastClean, s.origLast)
+		case pieces && s.lastClean >= 0:
+			low = min(low, s.lastClean)
 		}
 		c.End = max(low, s.lastEnd)
 		s.lastEnd = c.End

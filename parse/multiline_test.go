@@ -53,8 +53,14 @@ func startPattern(timeout time.Duration) func(s *pipeline.InputSettings) {
 // source goes quiet. Every checkpoint the source reports lies between two
 // records (a restart there never begins inside one) and comes after every
 // record before it was delivered.
+//
+// With parser = "cri", a quarter of the lines (first lines included) are
+// split by the runtime into P pieces: records are joined from the
+// reassembled lines, and no checkpoint falls between the pieces of a
+// record's line either.
 func TestMultilineOrderAcrossWorkers(t *testing.T) {
-	for seed := range uint64(8) {
+	for seed := range uint64(12) {
+		parser := []string{"none", "cri"}[seed%2]
 		rng := rand.New(rand.NewPCG(seed, 2))
 		recs := seqRecords(rng, 1500, 8)
 		var lines []string
@@ -62,7 +68,21 @@ func TestMultilineOrderAcrossWorkers(t *testing.T) {
 		var off int64
 		for i, r := range recs {
 			boundary[off] = i
-			for _, l := range r {
+			for k, l := range r {
+				if parser == "cri" {
+					full := cri("stderr", "F", l)
+					r[k] = full // what the joiner rebuilds
+					if rng.IntN(4) == 0 {
+						cut1 := 1 + rng.IntN(len(l)/2)
+						cut2 := cut1 + 1 + rng.IntN(len(l)-cut1-1)
+						for _, piece := range []string{cri("stderr", "P", l[:cut1]), cri("stderr", "P", l[cut1:cut2]), cri("stderr", "F", l[cut2:])} {
+							lines = append(lines, piece)
+							off += int64(len(piece)) + 1
+						}
+						continue
+					}
+					l = full
+				}
 				lines = append(lines, l)
 				off += int64(len(l)) + 1
 			}
@@ -70,7 +90,7 @@ func TestMultilineOrderAcrossWorkers(t *testing.T) {
 		boundary[off] = len(recs)
 		total := off
 
-		pl := newPool(t, 4, "none", startPattern(150*time.Millisecond))
+		pl := newPool(t, 4, parser, startPattern(150*time.Millisecond))
 		var mu sync.Mutex
 		var bad []string
 		var commits []int64
