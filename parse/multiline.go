@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/tailship/tailship/config"
 	"github.com/tailship/tailship/pipeline"
@@ -31,10 +32,13 @@ import (
 // with the chunk it began in, so its lines are dropped from their events
 // there and the record ships with a later chunk, or, when no line comes
 // for `timeout`, on a chunk of its own (Source.Flush). Checkpoints never
-// pass or split a record: a chunk's End is lowered to the last chunk
-// boundary that no record straddles before the first open record (a
-// "clean" boundary), so a crash or a stop re-reads the whole record, and
-// the record's lines are not read again as a broken record of their own.
+// pass or split a record: a chunk's End is lowered to the first byte of
+// the oldest open record (a "clean" point: no line or record crosses it),
+// so a crash or a stop re-reads the whole record, and its lines are not
+// read again as a broken record of their own. Where that byte is not
+// known (a line rebuilt by the joiner is not in the chunk's buffer) the
+// clean point is the last chunk boundary no partial line or record
+// crosses.
 // Lowering the End instead of holding chunks lets every chunk be
 // acknowledged as soon as its outputs are done: a file written without
 // pause, where every chunk ends inside an open record, still commits. The
@@ -294,9 +298,14 @@ func (s *multiline) Process(c *pipeline.Chunk) {
 	s.prevEnd = s.origLast
 	s.beginChunk()
 	end := c.End
+	// plain: no partial line has been open since the chunk began, so the
+	// start of a line read as is (its Raw in Buf) is a point no line
+	// crosses.
+	plain := !s.straddled
 	for i := 0; i < len(c.Events); i++ {
 		ev := &c.Events[i]
 		if ev.Drop {
+			plain = false // a piece the joiner took (or a line dropped on purpose)
 			continue
 		}
 		stream, msgIdx := streamAndMessage(ev.Fields, s.byStream)
@@ -337,7 +346,11 @@ func (s *multiline) Process(c *pipeline.Chunk) {
 		r.first, r.msgIdx = *ev, msgIdx
 		r.raw, r.msg = r.raw[:0], r.msg[:0]
 		r.cur, r.firstIdx, r.lastIx = c, i, i
-		r.safe = s.safePoint(r)
+		start := int64(-1)
+		if plain {
+			start = lineStart(c, i, end, s.prevEnd)
+		}
+		r.safe = s.safePoint(r, start)
 	}
 	// Records still open: their lines leave the chunk (the record ships
 	// later, elsewhere), the chunk's memory stays for them, and the
@@ -400,14 +413,49 @@ func (s *multiline) beginChunk() {
 // safePoint is where the checkpoint may go while r, just begun, is open:
 // the latest clean boundary, and no later than what records begun before
 // it allow.
-func (s *multiline) safePoint(r *record) int64 {
-	p := s.lastClean
+func (s *multiline) safePoint(r *record, start int64) int64 {
+	p, alone := s.lastClean, true
 	for _, o := range s.recs {
 		if o != r && o.open {
 			p = min(p, o.safe)
+			alone = false
 		}
 	}
+	if start < 0 {
+		return p
+	}
+	if alone {
+		// Nothing else is open: the record's own start is the latest
+		// clean point, exact to the byte rather than to the chunk.
+		s.lastClean = start
+		return start
+	}
 	return p
+}
+
+// lineStart is the source offset where event i of c begins, or -1 when
+// it is not known: the event was rebuilt (a joined line, not in Buf), or
+// it is the chunk's first line and the chunk before is unknown. Lines
+// after the first are at their place in Buf counted back from the
+// chunk's End; the first line begins where the chunk before ended (a
+// reader may have cut an over-long first line short, so Buf does not say
+// where it began).
+func lineStart(c *pipeline.Chunk, i int, end, prevEnd int64) int64 {
+	if i == 0 {
+		return prevEnd
+	}
+	raw, buf := c.Events[i].Raw, c.Buf
+	if len(buf) == 0 {
+		return -1
+	}
+	pos := uintptr(unsafe.Pointer(unsafe.SliceData(raw))) - uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
+	if pos == 0 || pos >= uintptr(len(buf)) {
+		// The first line's place, or not in Buf (pos wrapped around, or
+		// another allocation right after Buf: no line of Buf starts at
+		// its end, which is a newline's).
+		return -1
+	}
+	return end - int64(len(buf)) + int64(pos)
 }
 
 // streamAndMessage finds the stream (cri, docker) and the message field.

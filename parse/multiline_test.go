@@ -149,7 +149,8 @@ func TestMultilineOrderAcrossWorkers(t *testing.T) {
 }
 
 // TestMultilineHoldsCommit: a record whose next line has not come is not
-// shipped and its chunk is not committed, so a crash re-reads it; when
+// shipped and the checkpoint stays at its first byte, so a crash re-reads
+// it whole and nothing before it; when
 // the source stays quiet for the timeout the record is shipped whole and
 // committed. A record continued after that is a new record.
 func TestMultilineHoldsCommit(t *testing.T) {
@@ -170,15 +171,17 @@ func TestMultilineHoldsCommit(t *testing.T) {
 		}
 		return off
 	}
+	// The checkpoint goes to the first byte of record two, not past it.
+	two := int64(len("2024-01-01 one\n"))
 	emit("2024-01-01 one", "2024-01-01 two", "  two.1")
-	eventually(t, "record one delivered", func() bool { return pl.out.Len() == 1 })
+	eventually(t, "record one delivered and committed", func() bool { return pl.out.Len() == 1 && src.Committed() == two })
 	time.Sleep(100 * time.Millisecond)
-	if c := src.Committed(); c != 0 {
-		t.Fatalf("committed %d while record two is open", c)
+	if c := src.Committed(); c != two {
+		t.Fatalf("committed %d while record two is open (want %d, its start)", c, two)
 	}
 	end2 := emit("  two.2")
 	time.Sleep(100 * time.Millisecond)
-	if c, n := src.Committed(), pl.out.Len(); c != 0 || n != 1 {
+	if c, n := src.Committed(), pl.out.Len(); c != two || n != 1 {
 		t.Fatalf("committed %d with %d records before the timeout", c, n)
 	}
 	eventually(t, "record two shipped on timeout", func() bool { return src.Committed() == end2 })
@@ -194,8 +197,9 @@ func TestMultilineHoldsCommit(t *testing.T) {
 }
 
 // TestMultilineDrainKeepsPending: a stop with a record open ships what
-// was complete and leaves the open record's chunk unacknowledged, so the
-// next start reads the record again from its first line.
+// was complete and leaves the checkpoint at the open record's first
+// byte, so the next start reads that record again, whole, and nothing
+// else.
 func TestMultilineDrainKeepsPending(t *testing.T) {
 	pl := newPool(t, 2, "none", startPattern(time.Hour))
 	src, ends := pl.emit([]string{"2024-01-01 a", "  a.1"}, []string{"2024-01-01 b", "  b.1"}, []string{"  b.2"})
