@@ -429,3 +429,46 @@ func TestMultilineContinueNegate(t *testing.T) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }
+
+// TestMultilineDocker: a Go panic written through Docker's json-file
+// driver, one piece split without its newline, becomes one event whose
+// message is the panic's lines; the stdout line around it stays alone.
+func TestMultilineDocker(t *testing.T) {
+	pl := newPool(t, 3, "docker", func(s *pipeline.InputSettings) {
+		s.Multiline.Preset = "go"
+		s.Multiline.Timeout = config.Dur(50 * time.Millisecond)
+	})
+	pl.out.Render = func(src *pipeline.Source, ev *pipeline.Event) string {
+		return string(codec.AppendJSON(nil, src, ev))
+	}
+	d := func(log, stream string) string {
+		return fmt.Sprintf(`{"log":%q,"stream":%q,"time":%q}`, log, stream, ts)
+	}
+	var lines []string
+	for _, l := range goPanic {
+		lines = append(lines, d(l+"\n", "stderr"))
+	}
+	// The runtime split the first frame line: a piece without "\n".
+	lines[3] = d(goPanic[3][:5], "stderr")
+	lines = slices.Insert(lines, 4, d(goPanic[3][5:]+"\n", "stderr"))
+	lines = slices.Insert(lines, 2, d("GET /health 200\n", "stdout"))
+	src, ends := pl.emit(chunked(rand.New(rand.NewPCG(1, 1)), append([]string{d("started\n", "stderr")}, lines...), 3)...)
+	eventually(t, "committed", func() bool { return src.Committed() == ends[len(ends)-1] })
+	pl.stop()
+	panicMsg, _ := codecString(strings.Join(goPanic, "\n"))
+	var stderr, stdout []string
+	for _, l := range pl.out.Lines() {
+		if strings.Contains(l, `"stream":"stdout"`) {
+			stdout = append(stdout, l)
+		} else {
+			stderr = append(stderr, l)
+		}
+	}
+	want := []string{
+		`{"time":"` + ts + `","stream":"stderr","message":"started"}`,
+		`{"time":"` + ts + `","stream":"stderr","message":` + panicMsg + `}`,
+	}
+	if !slices.Equal(stderr, want) || len(stdout) != 1 {
+		t.Fatalf("stderr\n%s\nwant\n%s\nstdout %q", strings.Join(stderr, "\n"), strings.Join(want, "\n"), stdout)
+	}
+}
