@@ -271,6 +271,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("stopped", zap.Int64("lines", a.stats.InputLines.Load()),
 		zap.Int64("lines_truncated", a.stats.LinesTruncated.Load()),
 		zap.Int64("parse_errors", a.stats.ParseErrors.Load()),
+		zap.Int64("records_split", a.stats.RecordsSplit.Load()),
 		zap.Any("lost_bytes", a.stats.LostBytesByReason()),
 		zap.Any("dropped", a.stats.DroppedByReason()))
 	return runErr

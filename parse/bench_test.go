@@ -140,3 +140,91 @@ func TestParseAllocs(t *testing.T) {
 		}
 	}
 }
+
+// multilineBenchLines is a Java service's log: mostly one-line records,
+// every fifth record an 8-line trace (so ~40% of lines are trace lines).
+func multilineBenchLines() []string {
+	var lines []string
+	for i := 0; len(lines) < 1000; i++ {
+		lines = append(lines, fmt.Sprintf("2026-11-22 10:00:00.%03d INFO  [http-nio-8080-exec-%d] c.e.OrderController : order %d processed in 12ms", i%1000, i%8, i))
+		if i%5 == 4 {
+			lines = append(lines,
+				"java.lang.IllegalStateException: payment declined for order",
+				"\tat com.example.shop.PaymentService.charge(PaymentService.java:88)",
+				"\tat com.example.shop.OrderController.create(OrderController.java:41)",
+				"\tat org.springframework.web.servlet.FrameworkServlet.service(FrameworkServlet.java:897)",
+				"Caused by: java.net.SocketTimeoutException: Read timed out",
+				"\tat java.base/java.net.SocketInputStream.socketRead0(Native Method)",
+				"\t... 42 more")
+		}
+	}
+	return lines[:1000]
+}
+
+// BenchmarkMultiline runs the multiline stage as the pool's ordered stage
+// does, on 1000-line chunks: with parser = "none" (the stage alone, on
+// the raw line), and with parser = "cri" (parse, partial-line join and
+// multiline, on the parsed message). Reports ns/line, MB/s and
+// allocs/line (b.N counts lines; allocations per chunk are spread over
+// its lines).
+func BenchmarkMultiline(b *testing.B) {
+	raw := multilineBenchLines()
+	cases := []struct {
+		name, parser string
+		mod          func(m *pipeline.MultilineSettings)
+	}{
+		{"java/none", "none", func(m *pipeline.MultilineSettings) { m.Preset = "java" }},
+		{"start_pattern/none", "none", func(m *pipeline.MultilineSettings) { m.StartPattern = `^\d{4}-\d{2}-\d{2} ` }},
+		{"java/cri", "cri", func(m *pipeline.MultilineSettings) { m.Preset = "java" }},
+	}
+	for _, bc := range cases {
+		b.Run(bc.name, func(b *testing.B) {
+			ps := spec(b, bc.parser, func(s *pipeline.InputSettings) { bc.mod(&s.Multiline) })
+			lines := raw
+			if bc.parser == "cri" {
+				lines = make([]string, len(raw))
+				for i, l := range raw {
+					lines[i] = "2026-11-22T10:00:00.123456789Z stderr F " + l
+				}
+			}
+			size := 0
+			bs := make([][]byte, len(lines))
+			for i, l := range lines {
+				size += len(l) + 1
+				bs[i] = []byte(l)
+			}
+			stage := ps.NewOrdered(&pipeline.Stats{})
+			var p pipeline.Parser
+			if ps.New != nil {
+				p = ps.New()
+			}
+			src := &pipeline.Source{}
+			b.SetBytes(int64(size / len(lines)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			var off int64
+			for n := 0; n < b.N; n += len(lines) {
+				c := &pipeline.Chunk{Source: src, Events: make([]pipeline.Event, len(lines))}
+				a := c.Arena()
+				for i, l := range bs {
+					ev := &c.Events[i]
+					ev.Raw = l
+					if p != nil {
+						a.Begin()
+						if err := p.Parse(ev, a); err != nil {
+							b.Fatal(err)
+						}
+						ev.Fields = a.Fields()
+					}
+				}
+				off += int64(size)
+				c.End = off
+				stage.Process(c)
+			}
+			b.StopTimer()
+			if cl, ok := stage.(interface{ Close() }); ok {
+				cl.Close()
+			}
+		})
+	}
+}

@@ -3,8 +3,13 @@ package parse_test
 import (
 	"bytes"
 	"encoding/json"
+	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/tailship/tailship/config"
 	"github.com/tailship/tailship/pipeline"
 	"github.com/tailship/tailship/pipeline/codec"
 )
@@ -123,4 +128,91 @@ func FuzzSyslog(f *testing.F) {
 				t.Fatalf("facility %v from %q", v, line)
 			}
 		})
+}
+
+// FuzzMultiline feeds any lines, cut into chunks anywhere, through the
+// multiline stage of each preset and of user patterns. Whatever the
+// rules: the shipped records, each the lines joined by "\n", give back
+// every line once and in order; no record passes max_lines, or max_bytes
+// unless it is one line; and the End a chunk is shipped with never
+// decreases and never passes the chunk's own.
+func FuzzMultiline(f *testing.F) {
+	modes := []func(m *pipeline.MultilineSettings){
+		func(m *pipeline.MultilineSettings) { m.Preset = "java" },
+		func(m *pipeline.MultilineSettings) { m.Preset = "go" },
+		func(m *pipeline.MultilineSettings) { m.Preset = "python" },
+		func(m *pipeline.MultilineSettings) { m.StartPattern = `^#` },
+		func(m *pipeline.MultilineSettings) { m.ContinuePattern = `^\s` },
+		func(m *pipeline.MultilineSettings) { m.ContinuePattern = `^[a-z#]`; m.Negate = true },
+	}
+	specs := make([]pipeline.ParserSpec, len(modes))
+	for i, mode := range modes {
+		specs[i] = spec(f, "none", func(s *pipeline.InputSettings) {
+			mode(&s.Multiline)
+			s.Multiline.MaxLines = 6
+			s.Multiline.MaxBytes = 200
+			s.Multiline.Timeout = config.Dur(time.Hour) // no flush: the fuzzer drives every line
+		})
+	}
+	for _, seed := range [][]string{javaTrace, goPanic, pythonTrace, javaUncaught} {
+		f.Add(uint8(0), uint64(1), []byte(strings.Join(seed, "\n")))
+	}
+	f.Add(uint8(3), uint64(7), []byte("# a\nb\n\n# c\n\td\n"))
+	f.Add(uint8(5), uint64(9), []byte("[x\ny\n[z\n"+strings.Repeat("q", 300)+"\nw"))
+	f.Fuzz(func(t *testing.T, mode uint8, cuts uint64, data []byte) {
+		if bytes.Contains(data, []byte("#END#")) {
+			return
+		}
+		ps := specs[int(mode)%len(specs)]
+		stage := ps.NewOrdered(&pipeline.Stats{})
+		defer stage.(interface{ Close() }).Close() // the open record's timer
+		lines := strings.Split(string(data), "\n")
+		// The sentinel begins a record under every mode, so every line
+		// before it is shipped.
+		all := append(slices.Clone(lines), "#END#")
+		rng := rand.New(rand.NewPCG(cuts, 0))
+		src := &pipeline.Source{}
+		var got []string
+		var off, lastEnd int64
+		starts := map[int64]int{} // offset of line i -> i
+		shipped := 0              // lines shipped so far
+		for rest := all; len(rest) > 0; {
+			n := min(1+rng.IntN(5), len(rest))
+			c := &pipeline.Chunk{Source: src}
+			for _, l := range rest[:n] {
+				starts[off] = len(starts)
+				c.Buf = append(append(c.Buf, l...), '\n')
+				off += int64(len(l)) + 1
+			}
+			// Events point into Buf, as the pool's split makes them.
+			for i, pos := 0, 0; i < n; i++ {
+				c.Events = append(c.Events, pipeline.Event{Raw: c.Buf[pos : pos+len(rest[i]) : pos+len(rest[i])]})
+				pos += len(rest[i]) + 1
+			}
+			c.End = off
+			rest = rest[n:]
+			stage.Process(c)
+			for _, ev := range c.Events {
+				if !ev.Drop {
+					got = append(got, string(ev.Raw))
+					shipped += strings.Count(string(ev.Raw), "\n") + 1
+				}
+			}
+			// The checkpoint only grows, falls on a line's start, and
+			// does not pass the first line not shipped yet.
+			line, ok := starts[c.End]
+			if c.End < lastEnd || !ok && c.End != off || ok && line > shipped {
+				t.Fatalf("chunk shipped with End %d after %d (its own %d; line %d, %d lines shipped)", c.End, lastEnd, off, line, shipped)
+			}
+			lastEnd = c.End
+		}
+		for _, r := range got {
+			if n := strings.Count(r, "\n") + 1; n > 6 || (n > 1 && len(r) > 200) {
+				t.Fatalf("record of %d lines, %d bytes: %q", n, len(r), r)
+			}
+		}
+		if j, want := strings.Join(got, "\n"), strings.Join(lines, "\n"); j != want {
+			t.Fatalf("records %q\ngive back %q\nwant      %q", got, j, want)
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package parse
 
 import (
+	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -38,6 +39,34 @@ type joiner struct {
 
 	mu     sync.Mutex
 	groups map[string]*group
+	before bool // a line was open when the chunk being processed began
+}
+
+// openBefore reports whether a partial line was open across the boundary
+// before the chunk last processed (or being processed); openNow whether
+// one is open now. The multiline stage after the joiner uses them to tell
+// clean chunk boundaries. Both are false on a nil joiner.
+func (j *joiner) openBefore() bool {
+	if j == nil {
+		return false
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.before
+}
+
+func (j *joiner) openNow() bool {
+	if j == nil {
+		return false
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, g := range j.groups {
+		if g.open {
+			return true
+		}
+	}
+	return false
 }
 
 type lineFormat int
@@ -73,6 +102,10 @@ func newJoiner(f lineFormat, maxLine int, timeout time.Duration, st *pipeline.St
 func (j *joiner) Process(c *pipeline.Chunk) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	j.before = false
+	for _, g := range j.groups {
+		j.before = j.before || g.open
+	}
 	a := c.Arena()
 	for i := range c.Events {
 		ev := &c.Events[i]
@@ -104,7 +137,9 @@ func (j *joiner) Process(c *pipeline.Chunk) {
 		merged := a.Copy(g.msg)
 		ev.Fields[msgIdx].Value = a.Text(merged)
 		ev.Raw = j.rebuild(a, ev.Fields, stream, merged)
-		for _, h := range g.holds {
+		// Newest first, so the checkpoint moves past all the pieces at
+		// once, never to a point inside the line.
+		for _, h := range slices.Backward(g.holds) {
 			c.OnFinish(h)
 		}
 		if g.truncated {
@@ -156,7 +191,7 @@ func (j *joiner) expire(g *group) {
 	j.stats.Dropped("partial_timeout").Add(1)
 	// Outside the lock: releasing may acknowledge chunks and run the
 	// input's commit callback.
-	for _, h := range holds {
+	for _, h := range slices.Backward(holds) {
 		h()
 	}
 }
@@ -265,4 +300,15 @@ func appendJSONString(dst, s []byte, suffix string) []byte {
 		}
 	}
 	return append(dst, '"')
+}
+
+// Close stops the joiner's timers, for code that runs it on its own.
+func (j *joiner) Close() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, g := range j.groups {
+		if g.timer != nil {
+			g.timer.Stop()
+		}
+	}
 }

@@ -40,7 +40,9 @@ type Chunk struct {
 	// it when the source is not line-based).
 	Buf []byte
 	// End is the source offset just past the last byte this chunk covers;
-	// it becomes the committed offset once the chunk is acknowledged.
+	// it becomes the committed offset once the chunk is acknowledged. An
+	// Ordered stage may lower it (never below an earlier chunk's End) to
+	// keep the checkpoint before a record it has not shipped yet.
 	End int64
 	// Truncated counts lines the reader already cut to max_line_bytes.
 	Truncated int
@@ -56,11 +58,14 @@ type Chunk struct {
 	Events []Event // filled by the worker pool
 
 	pending  atomic.Int32 // outputs (and Holds) that still hold the chunk
+	outs     atomic.Int32 // of those, the outputs (and the deliverer's own reference)
+	kept     atomic.Int32 // Keeps not released; -1 once the chunk is acknowledged and none is left
 	budget   *Budget
 	charged  int64
 	estimate int64    // of charged, the guess for parsed values (NewChunk)
 	arena    *Arena   // parsed values of Events; nil when not parsed
 	after    []func() // run once the chunk is acknowledged (OnFinish)
+	shipped  []func() // run once every output is done with it (OnDelivered)
 }
 
 // bytes returns the chunk's weight for queue and budget accounting.
@@ -70,9 +75,26 @@ func (c *Chunk) bytes() int { return len(c.Buf) }
 // counted, or dropped by policy). The last one acknowledges it to its source
 // and returns its memory.
 func (c *Chunk) done() {
+	if c.outs.Add(-1) == 0 {
+		for _, f := range c.shipped {
+			f()
+		}
+		c.shipped = nil
+	}
+	c.unhold()
+}
+
+// unhold drops one reference that is not an output's (a Hold).
+func (c *Chunk) unhold() {
 	if c.pending.Add(-1) == 0 {
 		c.finish()
 	}
+}
+
+// ref adds an output's reference.
+func (c *Chunk) ref(n int32) {
+	c.pending.Add(n)
+	c.outs.Add(n)
 }
 
 func (c *Chunk) finish() {
@@ -88,7 +110,15 @@ func (c *Chunk) finish() {
 		f()
 	}
 	c.after = nil
-	c.release()
+	c.unkeep()
+}
+
+// unkeep releases the chunk's memory once it is acknowledged and no Keep
+// is left.
+func (c *Chunk) unkeep() {
+	if c.kept.Add(-1) == -1 {
+		c.release()
+	}
 }
 
 var eventPool = sync.Pool{New: func() any { s := make([]Event, 0, 1024); return &s }}

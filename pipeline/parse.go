@@ -42,7 +42,8 @@ type ParserSpec struct {
 
 var parsers = struct {
 	sync.Mutex
-	m map[string]func(s *InputSettings) (ParserSpec, error)
+	m         map[string]func(s *InputSettings) (ParserSpec, error)
+	multiline func(s *InputSettings, spec ParserSpec) (ParserSpec, error)
 }{m: map[string]func(s *InputSettings) (ParserSpec, error){}}
 
 // RegisterParser makes a parser available to `parser = name`; the parse
@@ -72,18 +73,46 @@ func ParserNames() []string {
 // BuildParser returns the spec for the input's parser settings; "none" (or
 // "") gives a spec that leaves lines raw.
 func BuildParser(s *InputSettings) (ParserSpec, error) {
-	if s.Parser == "none" || s.Parser == "" {
-		return ParserSpec{Name: "none"}, nil
+	spec := ParserSpec{Name: "none"}
+	if s.Parser != "none" && s.Parser != "" {
+		parsers.Lock()
+		build, ok := parsers.m[s.Parser]
+		parsers.Unlock()
+		if !ok {
+			return ParserSpec{}, fmt.Errorf("unknown parser %q (known: %v)", s.Parser, ParserNames())
+		}
+		var err error
+		if spec, err = build(s); err != nil {
+			return ParserSpec{}, err
+		}
+		spec.KeepRaw = s.Parse.KeepRaw
 	}
 	parsers.Lock()
-	build, ok := parsers.m[s.Parser]
+	ml := parsers.multiline
 	parsers.Unlock()
-	if !ok {
-		return ParserSpec{}, fmt.Errorf("unknown parser %q (known: %v)", s.Parser, ParserNames())
+	if ml == nil {
+		if s.Multiline != DefaultMultilineSettings() {
+			return ParserSpec{}, fmt.Errorf("multiline: no multiline stage is linked into this binary")
+		}
+		return spec, nil
 	}
-	spec, err := build(s)
+	spec, err := ml(s, spec)
 	spec.KeepRaw = s.Parse.KeepRaw
 	return spec, err
+}
+
+// RegisterMultiline installs the stage that [inputs.NAME.multiline] adds
+// after the parser's own ordered stage; the parse package calls it from
+// init. build validates the settings (also when multiline is off, so keys
+// set without a pattern are reported) and returns spec with the stage
+// added.
+func RegisterMultiline(build func(s *InputSettings, spec ParserSpec) (ParserSpec, error)) {
+	parsers.Lock()
+	defer parsers.Unlock()
+	if parsers.multiline != nil {
+		panic("multiline registered twice")
+	}
+	parsers.multiline = build
 }
 
 // Text is a string value parsed out of a line. Fields hold it as *Text,
@@ -288,11 +317,85 @@ func (c *Chunk) Arena() *Arena {
 // call it (the chunk is then not yet fanned out). It lets a chunk whose
 // partial line is completed in a later chunk wait for that chunk, so the
 // committed offset never passes a partial line whose reassembled event has
-// not been delivered.
+// not been delivered; and it keeps a chunk's memory alive while a later
+// chunk ships events that point into it.
 func (c *Chunk) Hold() (release func()) {
 	c.pending.Add(1)
-	return c.done
+	return c.unhold
+}
+
+// Keep keeps the chunk's memory (Buf, Events, Arena) after it is
+// acknowledged, until the returned release is called; unlike Hold it does
+// not delay the acknowledgement. Only an Ordered stage may call it. It
+// lets a later chunk ship an event that points into this one.
+func (c *Chunk) Keep() (release func()) {
+	c.kept.Add(1)
+	return c.unkeep
 }
 
 // OnFinish calls f once the chunk is acknowledged (after its own ack).
 func (c *Chunk) OnFinish(f func()) { c.after = append(c.after, f) }
+
+// OnDelivered calls f once every output is done with the chunk, before
+// its own Holds are released: for releasing chunks whose events this one
+// carried, without waiting for what this one waits for.
+func (c *Chunk) OnDelivered(f func()) { c.shipped = append(c.shipped, f) }
+
+// Flush hands events that an Ordered stage kept past the end of their
+// chunk (a multiline record whose file went quiet) to the outputs, when no
+// chunk of the source came to carry them. It runs fill on an empty chunk
+// numbered after every chunk delivered so far and serialised with the
+// source's deliveries exactly like Ordered.Process, so the events keep
+// their place in the source's order. fill adds the events and sets the
+// chunk's End (no lower than the last chunk's End): the chunk covers no
+// bytes of its own and is acknowledged like any other, so the checkpoint
+// can move past a record whose bytes earlier chunks kept it before.
+//
+// Flush returns false, without calling fill, when a chunk of the source
+// has been emitted and not yet delivered (that chunk's Process sees the
+// pending events) or a delivery is under way; the caller retries shortly
+// if the events are still pending. Once the pipeline is draining Flush
+// does nothing and returns true: the events are not shipped in this run,
+// the checkpoint stays before them, and the next start reads them again.
+func (s *Source) Flush(fill func(c *Chunk)) bool {
+	st := s.stream
+	if st == nil {
+		return true // a Source made outside a pipeline (tests): nowhere to ship
+	}
+	st.p.flushMu.RLock()
+	defer st.p.flushMu.RUnlock()
+	if st.p.draining {
+		return true
+	}
+	s.rmu.Lock()
+	if s.delivering || s.next != s.rnext {
+		s.rmu.Unlock()
+		return false
+	}
+	s.delivering = true
+	c := &Chunk{Source: s, Seq: s.next}
+	s.next++
+	s.rmu.Unlock()
+	s.inflight.Add(1)
+	c.ref(1)
+	fill(c)
+	// A flushed record is an event like the others: the input's
+	// processors see it before the outputs do.
+	st.applyProcessors(c)
+	st.fanout(c)
+	c.done()
+	// Chunks emitted meanwhile were numbered after this one and parked.
+	s.rmu.Lock()
+	s.rnext++
+	next, ok := s.rwait[s.rnext]
+	if !ok {
+		s.delivering = false
+		s.rmu.Unlock()
+		return true
+	}
+	delete(s.rwait, s.rnext)
+	s.delivering = false
+	s.rmu.Unlock()
+	s.reorder(next, st.deliver)
+	return true
+}

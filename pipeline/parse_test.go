@@ -366,3 +366,92 @@ func TestParserPanicFailsOnlyItsLine(t *testing.T) {
 		t.Errorf("committed %d, want %d", c, size)
 	}
 }
+
+// BenchmarkPoolMultiline runs a Java service's log through the whole pool
+// with the java multiline preset (2 workers): per 8 lines, three one-line
+// records and a 5-line trace. parser = "none" matches the raw line;
+// parser = "cri" parses, joins partial lines, then joins records on the
+// message. b.N counts lines.
+func BenchmarkPoolMultiline(b *testing.B) {
+	block := []string{
+		"2026-11-22 10:00:00.001 INFO  [http-nio-8080-exec-1] c.e.OrderController : order 1000 processed in 12ms",
+		"2026-11-22 10:00:00.002 INFO  [http-nio-8080-exec-2] c.e.OrderController : order 1001 processed in 9ms",
+		"2026-11-22 10:00:00.003 WARN  [http-nio-8080-exec-3] c.e.PaymentClient   : retrying payment for order 1002",
+		"2026-11-22 10:00:00.004 ERROR [http-nio-8080-exec-4] c.e.OrderController : order 1003 failed",
+		"java.lang.IllegalStateException: payment declined for order 1003",
+		"\tat com.example.shop.PaymentService.charge(PaymentService.java:88)",
+		"\tat com.example.shop.OrderController.create(OrderController.java:41)",
+		"\t... 42 more",
+	}
+	const perChunk = 1000 // a multiple of the block
+	for _, parser := range []string{"none", "cri"} {
+		b.Run("java/"+parser, func(b *testing.B) {
+			var sb strings.Builder
+			for i := range perChunk {
+				if parser == "cri" {
+					sb.WriteString("2026-11-22T10:00:00.123456789Z stderr F ")
+				}
+				sb.WriteString(block[i%len(block)] + "\n")
+			}
+			buf := []byte(sb.String())
+			var lineEnds []int // the lines of a block differ in length
+			for i, c := range buf {
+				if c == '\n' {
+					lineEnds = append(lineEnds, i+1)
+				}
+			}
+			stats := &pipeline.Stats{}
+			p := pipeline.New(pipeline.Options{Workers: 2, Stats: stats})
+			set := pipeline.DefaultOutputSettings()
+			set.Inputs = []string{"in"}
+			out := &pipelinetest.Discard{}
+			run := pipeline.NewRunner("out", out, set, nil, stats)
+			ctx := context.Background()
+			run.Start(ctx)
+			p.Start(ctx)
+			st := p.NewStream("in", 1<<20, nil, nil, []*pipeline.Runner{run})
+			is := pipeline.DefaultInputSettings()
+			is.Parser = parser
+			is.Multiline.Preset = "java"
+			ps, err := pipeline.BuildParser(&is)
+			if err != nil {
+				b.Fatal(err)
+			}
+			st.SetParser(ps)
+			src := st.NewSource("bench", nil)
+			b.SetBytes(int64(len(buf) / perChunk))
+			b.ReportAllocs()
+			var ms0, ms1 runtime.MemStats
+			runtime.ReadMemStats(&ms0)
+			b.ResetTimer()
+			var off int64
+			records := 0
+			for left := b.N; left > 0; left -= perChunk {
+				n := min(left, perChunk)
+				part := buf[:lineEnds[n-1]]
+				records += n/8*4 + min(n%8, 4)
+				c, err := st.NewChunk(ctx, src, len(part))
+				if err != nil {
+					b.Fatal(err)
+				}
+				c.Buf = append(c.Buf, part...)
+				off += int64(len(part))
+				c.End = off
+				if err := st.Emit(ctx, c); err != nil {
+					b.Fatal(err)
+				}
+			}
+			p.Drain()
+			if err := run.Stop(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			runtime.ReadMemStats(&ms1)
+			b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(b.N), "allocs/line")
+			// The last record is still open at the stop.
+			if events, _, _ := out.Counts(); events != int64(records-1) {
+				b.Fatalf("%d events delivered, want %d", events, records-1)
+			}
+		})
+	}
+}

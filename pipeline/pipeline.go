@@ -34,6 +34,11 @@ type Pipeline struct {
 	seen     map[*Runner]bool
 	tickers  sync.WaitGroup
 	stopTick chan struct{}
+
+	// flushMu lets Drain wait for Source.Flush calls under way and refuse
+	// later ones, which would reach runners being stopped.
+	flushMu  sync.RWMutex
+	draining bool
 }
 
 // New returns a pipeline; Start launches its workers.
@@ -89,6 +94,9 @@ func (p *Pipeline) Start(abort context.Context) {
 func (p *Pipeline) Drain() {
 	close(p.in)
 	p.wg.Wait()
+	p.flushMu.Lock()
+	p.draining = true
+	p.flushMu.Unlock()
 	// Every event has been processed: what the windows hold now is all
 	// they will get, so they flush it once more and stop.
 	close(p.stopTick)
@@ -207,8 +215,10 @@ func (s *Stream) NewChunk(ctx context.Context, src *Source, size int) (*Chunk, e
 // Emit implements Emitter.
 func (s *Stream) Emit(ctx context.Context, c *Chunk) error {
 	src := c.Source
+	src.rmu.Lock() // Source.Flush numbers chunks too
 	c.Seq = src.next
 	src.next++
+	src.rmu.Unlock()
 	src.inflight.Add(1)
 	select {
 	case s.p.in <- c:
@@ -314,7 +324,9 @@ func (p *Pipeline) split(c *Chunk, maxLine int) {
 func (s *Stream) deliver(c *Chunk) {
 	// One reference of our own, so that neither a Hold's release nor a fast
 	// output can finish the chunk before every output has it.
-	c.pending.Store(1)
+	c.pending.Store(0)
+	c.outs.Store(0)
+	c.ref(1)
 	if s.parser.NewOrdered != nil {
 		src := c.Source
 		// Only the worker delivering this source touches it (reorder

@@ -64,7 +64,7 @@ func (p *Pipeline) emitWindow(w *window, evs []Event) {
 	c := &Chunk{Source: src, Seq: src.next, Events: evs}
 	src.next++
 	src.inflight.Add(1)
-	c.pending.Store(1)
+	c.ref(1)
 	w.push(c)
 	c.done()
 }
@@ -140,7 +140,7 @@ func (c *Chunk) view(r *Runner) *Chunk {
 		c.chargeArena(a, before)
 	}
 	v.Events = evs
-	v.pending.Store(1)
+	v.ref(1)
 	return v
 }
 
@@ -150,7 +150,7 @@ func (s *Stream) fanout(c *Chunk) {
 	if s.views && !c.viewed {
 		s.makeViews(c)
 	}
-	c.pending.Add(int32(len(s.routes)))
+	c.ref(int32(len(s.routes)))
 	for i, r := range s.routes {
 		if c.views != nil && c.views[i] != nil {
 			r.push(s.p.abort, c.views[i])

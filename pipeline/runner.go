@@ -215,7 +215,7 @@ func (r *Runner) loop(ctx context.Context) {
 					// if a later batch holding the rest is settled
 					// first. The runner's own reference keeps c alive
 					// meanwhile, so the count cannot reach zero here.
-					c.pending.Add(1)
+					c.ref(1)
 					b.acks = append(b.acks, c)
 				}
 				flush()

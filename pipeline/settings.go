@@ -24,6 +24,41 @@ type InputSettings struct {
 	// the agent decodes each into its type's config, in ProcessorConfigs.
 	Processors       []map[string]any  `toml:"processors"`
 	ProcessorConfigs []ProcessorConfig `toml:"-"`
+	// Multiline joins the lines of one record (a stack trace) into one
+	// event; off unless a pattern or preset is set.
+	Multiline MultilineSettings `toml:"multiline"`
+}
+
+// MultilineSettings are the options of [inputs.NAME.multiline]. The parse
+// package validates them and runs the joining; see its doc for the rules.
+type MultilineSettings struct {
+	// Preset names built-in rules: java, go, python.
+	Preset string `toml:"preset"`
+	// StartPattern: a line that matches begins a record, any other line
+	// continues the record before it.
+	StartPattern string `toml:"start_pattern"`
+	// ContinuePattern: a line that matches continues the record before
+	// it, any other line begins one.
+	ContinuePattern string `toml:"continue_pattern"`
+	// Negate inverts the pattern's match.
+	Negate bool `toml:"negate"`
+	// MaxLines and MaxBytes bound a record; the line that would pass them
+	// begins the next record, so nothing is lost.
+	MaxLines int         `toml:"max_lines"`
+	MaxBytes config.Size `toml:"max_bytes"`
+	// Timeout ships a pending record when no line has come for this long.
+	Timeout config.Duration `toml:"timeout"`
+}
+
+// Enabled reports whether multiline joining is configured.
+func (m *MultilineSettings) Enabled() bool {
+	return m.Preset != "" || m.StartPattern != "" || m.ContinuePattern != ""
+}
+
+// DefaultMultilineSettings are the limits Filebeat users know (500 lines)
+// with a record size bound and a short quiet time.
+func DefaultMultilineSettings() MultilineSettings {
+	return MultilineSettings{MaxLines: 500, MaxBytes: 1 << 20, Timeout: config.Dur(5 * time.Second)}
 }
 
 // ParseSettings are the options of [inputs.NAME.parse]; each parser
@@ -51,7 +86,8 @@ type TimestampSettings struct {
 // DefaultInputSettings returns the defaults for the common input keys.
 func DefaultInputSettings() InputSettings {
 	return InputSettings{MaxLineBytes: 1 << 20, Parser: "none",
-		Parse: ParseSettings{PartialTimeout: config.Dur(10 * time.Second)}}
+		Parse:     ParseSettings{PartialTimeout: config.Dur(10 * time.Second)},
+		Multiline: DefaultMultilineSettings()}
 }
 
 // Common returns the settings; promoted to plugin configs that embed them.
@@ -85,6 +121,10 @@ func (s *InputSettings) validateParser() error {
 		}
 		if s.Parse.KeepRaw {
 			errs = append(errs, config.Errorf("parse.keep_raw", "needs a parser (parser = \"none\" ships the line as it is)"))
+		}
+		if len(errs) == 0 {
+			_, err := BuildParser(s) // multiline runs without a parser too
+			errs = append(errs, err)
 		}
 		return errors.Join(errs...)
 	}

@@ -15,10 +15,10 @@ type Source struct {
 
 	stream *Stream
 	commit func(offset int64)
-	next   uint64 // next sequence number; only the emitting goroutine touches it
 
 	// reorder state
 	rmu        sync.Mutex
+	next       uint64 // next sequence number: Emit and Flush number chunks
 	rnext      uint64
 	rwait      map[uint64]*Chunk
 	delivering bool

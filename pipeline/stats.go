@@ -17,6 +17,9 @@ type Stats struct {
 	// ParseErrors counts lines a parser rejected; they are shipped raw
 	// with a parse_error field.
 	ParseErrors atomic.Int64
+	// RecordsSplit counts multiline records cut at max_lines or
+	// max_bytes; the line that did not fit begins the next record.
+	RecordsSplit atomic.Int64
 
 	mu        sync.Mutex
 	dropped   map[string]*atomic.Int64

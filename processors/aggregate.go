@@ -275,7 +275,8 @@ func (a *Aggregate) event(s *series, w stats, start, end time.Time) pipeline.Eve
 	}
 	fs = append(fs, pipeline.Field{Key: "window_start", Value: start.UTC()},
 		pipeline.Field{Key: "window_end", Value: end.UTC()})
-	return pipeline.Event{Raw: logfmt(fs), Fields: fs, Time: end}
+	// Parsed: the fields are the event; Raw (logfmt of them) is for raw outputs.
+	return pipeline.Event{Raw: logfmt(fs), Fields: fs, Time: end, Parsed: true}
 }
 
 // logfmt is the event's line, what a raw-format output writes.

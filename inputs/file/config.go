@@ -39,6 +39,10 @@ type Config struct {
 	// CheckpointTTL forgets the checkpoint of a file that has been gone
 	// this long.
 	CheckpointTTL config.Duration `toml:"checkpoint_ttl"`
+	// Kubernetes adds a "kubernetes" field (namespace, pod, uid,
+	// container, restart count) read from kubelet's log paths to every
+	// event of such a file.
+	Kubernetes bool `toml:"kubernetes"`
 }
 
 func init() {

@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -393,7 +394,16 @@ func (r *reader) newSource(em pipeline.Emitter) {
 	r.gen++
 	gen := r.gen
 	r.mu.Unlock()
-	r.src = em.NewSource(r.currentPath(), func(off int64) { r.commit(gen, off) })
+	path := r.currentPath()
+	r.src = em.NewSource(path, func(off int64) { r.commit(gen, off) })
+	if r.in.cfg.Kubernetes {
+		// Once per file, not per line: the fields are the source's.
+		k := kubernetesFields(path)
+		if k == nil {
+			r.in.log.Warn("kubernetes = true, but the path is not a kubelet log path (/var/log/pods/<ns>_<pod>_<uid>/<container>/<n>.log or /var/log/containers/<pod>_<ns>_<container>-<id>.log); no kubernetes fields", zap.String("path", path))
+		}
+		r.src.Fields = append(slices.Clip(r.src.Fields), k...)
+	}
 }
 
 // commit runs on an output's goroutine when a prefix of this file is
