@@ -1,7 +1,9 @@
 // Package agent turns a config file into a running tailship: it loads and
 // validates the TOML (every problem located by file, line and key), builds
 // the plugins, wires inputs through the pipeline to outputs, and owns the
-// lifecycle: start, graceful drain on stop, and the checkpoint flusher.
+// lifecycle: start, graceful drain on stop, and the checkpoint flusher. A
+// Supervisor runs one Agent at a time and replaces it on a live reload, and
+// reports the running state (Status) that the api package serves.
 package agent
 
 import (
@@ -33,6 +35,7 @@ type Agent struct {
 
 type namedInput struct {
 	name   string
+	typ    string
 	input  pipeline.Input
 	stream *pipeline.Stream
 }
@@ -53,13 +56,26 @@ func NewLogger(a AgentConfig) (*zap.Logger, error) {
 		return nil, err
 	}
 	zc.Level = zap.NewAtomicLevelAt(lvl)
+	// Per message and level, each second: the first 10, then every 100th.
+	// An output failing in a tight retry loop cannot flood the log, and the
+	// first lines of every new problem still show.
+	zc.Sampling = &zap.SamplingConfig{Initial: 10, Thereafter: 100}
 	zc.OutputPaths = []string{"stderr"}
+	if a.LogFile != "" {
+		zc.OutputPaths = []string{a.LogFile}
+	}
 	zc.ErrorOutputPaths = []string{"stderr"}
 	return zc.Build()
 }
 
 // New builds every plugin of cfg. Nothing runs until Run.
 func New(cfg *Config, log *zap.Logger) (*Agent, error) {
+	return build(cfg, log, &pipeline.Stats{}, nil)
+}
+
+// build is New with the counters and the latency observer a Supervisor
+// keeps across reloads.
+func build(cfg *Config, log *zap.Logger, stats *pipeline.Stats, observe func(output string) func(time.Duration)) (*Agent, error) {
 	store, warning, err := checkpoint.Open(filepath.Join(cfg.Agent.DataDir, "checkpoints.json"))
 	if err != nil {
 		return nil, err
@@ -67,7 +83,11 @@ func New(cfg *Config, log *zap.Logger) (*Agent, error) {
 	if warning != nil {
 		log.Warn("checkpoints reset", zap.Error(warning))
 	}
-	a := &Agent{cfg: cfg, log: log, stats: &pipeline.Stats{}, store: store}
+	a := &Agent{cfg: cfg, log: log, stats: stats, store: store}
+	var skip []string
+	if cfg.Agent.LogFile != "" {
+		skip = []string{cfg.Agent.LogFile}
+	}
 	a.pipe = pipeline.New(pipeline.Options{Workers: cfg.Agent.Workers, MemoryLimit: int64(cfg.Agent.MemoryLimit), Stats: a.stats})
 
 	routes := map[string][]*pipeline.Runner{}
@@ -79,7 +99,7 @@ func New(cfg *Config, log *zap.Logger) (*Agent, error) {
 	}
 	for _, name := range sortedKeys(cfg.Outputs) {
 		oc := cfg.Outputs[name]
-		bc := pipeline.BuildContext{Name: name, Logger: log.With(zap.String("output", name)), DataDir: cfg.Agent.DataDir, Checkpoints: store, Stats: a.stats}
+		bc := pipeline.BuildContext{Name: name, Logger: log.With(zap.String("output", name)), DataDir: cfg.Agent.DataDir, Checkpoints: store, Stats: a.stats, SkipPaths: skip}
 		out, err := oc.Build(bc)
 		if err != nil {
 			closeBuilt()
@@ -87,6 +107,9 @@ func New(cfg *Config, log *zap.Logger) (*Agent, error) {
 		}
 		built = append(built, out)
 		r := pipeline.NewRunner(name, out, *oc.Common(), bc.Logger, a.stats)
+		if observe != nil {
+			r.ObserveLatency(observe(name))
+		}
 		a.runners = append(a.runners, r)
 		for _, in := range oc.Common().Inputs {
 			routes[in] = append(routes[in], r)
@@ -94,7 +117,7 @@ func New(cfg *Config, log *zap.Logger) (*Agent, error) {
 	}
 	for _, name := range sortedKeys(cfg.Inputs) {
 		ic := cfg.Inputs[name]
-		bc := pipeline.BuildContext{Name: name, Logger: log.With(zap.String("input", name)), DataDir: cfg.Agent.DataDir, Checkpoints: store, Stats: a.stats}
+		bc := pipeline.BuildContext{Name: name, Logger: log.With(zap.String("input", name)), DataDir: cfg.Agent.DataDir, Checkpoints: store, Stats: a.stats, SkipPaths: skip}
 		in, err := ic.Build(bc)
 		if err != nil {
 			closeBuilt()
@@ -108,7 +131,7 @@ func New(cfg *Config, log *zap.Logger) (*Agent, error) {
 			return nil, fmt.Errorf("input %s: parser: %w", name, err)
 		}
 		st.SetParser(ps)
-		a.inputs = append(a.inputs, namedInput{name, in, st})
+		a.inputs = append(a.inputs, namedInput{name, common.Type, in, st})
 	}
 	return a, nil
 }

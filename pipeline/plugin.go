@@ -61,6 +61,9 @@ type BuildContext struct {
 	DataDir     string
 	Checkpoints *checkpoint.Store
 	Stats       *Stats
+	// SkipPaths are files an input must never read, whatever its globs
+	// match: the agent's own log file, so it cannot ship itself in a loop.
+	SkipPaths []string
 }
 
 // InputConfig is a plugin's config struct for [inputs.NAME]. It embeds

@@ -28,6 +28,55 @@ type Runner struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	closeErr  error // set before done is closed
+
+	// Health, for the API: when the current run of failed attempts began
+	// (0 while healthy), the last error, and an observer of write latency.
+	failingSince atomic.Int64 // unix nanoseconds
+	lastErr      atomic.Pointer[lastError]
+	observe      atomic.Pointer[func(time.Duration)]
+}
+
+type lastError struct {
+	msg string
+	at  time.Time
+}
+
+// ObserveLatency makes the runner report the duration of every Write call
+// to f (from the goroutines that write). Set it before Start.
+func (r *Runner) ObserveLatency(f func(time.Duration)) { r.observe.Store(&f) }
+
+// FailingSince returns when the current run of failed attempts began, or
+// the zero time while the last attempt succeeded.
+func (r *Runner) FailingSince() time.Time {
+	if ns := r.failingSince.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// LastError returns the text and time of the last failed attempt; the text
+// is the output's error, which outputs keep free of secrets.
+func (r *Runner) LastError() (msg string, at time.Time) {
+	if e := r.lastErr.Load(); e != nil {
+		return e.msg, e.at
+	}
+	return "", time.Time{}
+}
+
+// Settings returns the output's common settings (queue bounds, for fill).
+func (r *Runner) Settings() OutputSettings { return r.set }
+
+func (r *Runner) noteAttempt(start time.Time, err error) {
+	if f := r.observe.Load(); f != nil {
+		(*f)(time.Since(start))
+	}
+	if err == nil {
+		r.failingSince.Store(0)
+		return
+	}
+	now := time.Now()
+	r.failingSince.CompareAndSwap(0, now.UnixNano())
+	r.lastErr.Store(&lastError{msg: err.Error(), at: now})
 }
 
 // NewRunner wraps an output with its queue and batching.
@@ -230,7 +279,11 @@ func (r *Runner) write(ctx context.Context, b *Batch) bool {
 	start := time.Now()
 	backoff := r.set.Retry.Initial.D()
 	for attempt := 1; ; attempt++ {
+		t0 := time.Now()
 		err := r.out.Write(ctx, b)
+		if ctx.Err() == nil {
+			r.noteAttempt(t0, err)
+		}
 		if err == nil {
 			r.Out.Delivered.Add(int64(b.events))
 			r.Out.Batches.Add(1)

@@ -115,7 +115,9 @@ func (in *Input) Run(ctx context.Context, em pipeline.Emitter) error {
 	if in.stats == nil {
 		in.stats = &pipeline.Stats{}
 	}
+	in.mu.Lock() // Files may be called (by the API) while Run starts
 	in.readers = make(map[fileID]*reader)
+	in.mu.Unlock()
 	in.waiting = make(map[fileID]waitState)
 	in.deferred = make(map[fileID]time.Time)
 	in.rescan = make(chan struct{}, 1)
