@@ -549,9 +549,9 @@ batch = { timeout = "20ms" }
 func TestStatusMasksSecrets(t *testing.T) {
 	for in, leak := range map[string]string{
 		`Post "https://shipper:hunter2@logs.example.com/x": dial tcp: connection refused`: "hunter2",
-		`401 Unauthorized: {"error":"bad token=abc123def456"}`:                             "abc123def456",
+		`401 Unauthorized: {"error":"bad token=abc123def456"}`:                            "abc123def456",
 		`header Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload.sig rejected`:          "eyJhbGciOiJIUzI1NiJ9",
-		`password = "s3cr3t-value" is wrong`:                                               "s3cr3t-value",
+		`password = "s3cr3t-value" is wrong`:                                              "s3cr3t-value",
 	} {
 		got := agent.MaskSecrets(in)
 		if strings.Contains(got, leak) {
