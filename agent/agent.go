@@ -70,12 +70,12 @@ func NewLogger(a AgentConfig) (*zap.Logger, error) {
 
 // New builds every plugin of cfg. Nothing runs until Run.
 func New(cfg *Config, log *zap.Logger) (*Agent, error) {
-	return build(cfg, log, &pipeline.Stats{}, nil)
+	return build(cfg, log, &pipeline.Stats{}, nil, nil)
 }
 
 // build is New with the counters and the latency observer a Supervisor
-// keeps across reloads.
-func build(cfg *Config, log *zap.Logger, stats *pipeline.Stats, observe func(output string) func(time.Duration)) (*Agent, error) {
+// keeps across reloads; restarted names the inputs that ran before a reload.
+func build(cfg *Config, log *zap.Logger, stats *pipeline.Stats, observe func(output string) func(time.Duration), restarted map[string]bool) (*Agent, error) {
 	store, warning, err := checkpoint.Open(filepath.Join(cfg.Agent.DataDir, "checkpoints.json"))
 	if err != nil {
 		return nil, err
@@ -117,7 +117,7 @@ func build(cfg *Config, log *zap.Logger, stats *pipeline.Stats, observe func(out
 	}
 	for _, name := range sortedKeys(cfg.Inputs) {
 		ic := cfg.Inputs[name]
-		bc := pipeline.BuildContext{Name: name, Logger: log.With(zap.String("input", name)), DataDir: cfg.Agent.DataDir, Checkpoints: store, Stats: a.stats, SkipPaths: skip}
+		bc := pipeline.BuildContext{Name: name, Logger: log.With(zap.String("input", name)), DataDir: cfg.Agent.DataDir, Checkpoints: store, Stats: a.stats, SkipPaths: skip, Restarted: restarted[name]}
 		in, err := ic.Build(bc)
 		if err != nil {
 			closeBuilt()

@@ -58,7 +58,7 @@ func NewSupervisor(cfg *Config, log *zap.Logger, o SupervisorOptions) (*Supervis
 		log: log, stats: &pipeline.Stats{}, observe: o.ObserveLatency, reqs: make(chan chan error),
 		retiredOut: map[string]outputTotals{}, retiredIn: map[string]time.Duration{},
 	}
-	a, err := build(cfg, log, s.stats, s.observe)
+	a, err := build(cfg, log, s.stats, s.observe, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +165,13 @@ func (s *Supervisor) wait(ctx context.Context, done chan error) (replace *Config
 func (s *Supervisor) switchTo(cfg *Config) (err, fatal error) {
 	old := s.Config()
 	s.warnRestartOnly(old, cfg)
-	a, err := build(cfg, s.log, s.stats, s.observe)
+	// Inputs that keep their name continue: start_at = "end" must not skip
+	// files that appeared since the agent started.
+	ran := map[string]bool{}
+	for name := range old.Inputs {
+		ran[name] = true
+	}
+	a, err := build(cfg, s.log, s.stats, s.observe, ran)
 	if err == nil {
 		s.mu.Lock()
 		s.cfg, s.cur, s.loadedAt = cfg, a, time.Now()
@@ -177,7 +183,7 @@ func (s *Supervisor) switchTo(cfg *Config) (err, fatal error) {
 	}
 	s.failed(err)
 	s.log.Error("reload failed: the new config could not be started; restarting the previous one", zap.Error(err))
-	prev, perr := build(old, s.log, s.stats, s.observe)
+	prev, perr := build(old, s.log, s.stats, s.observe, ran)
 	if perr != nil {
 		err = fmt.Errorf("reload: %w; restarting the previous config: %v", err, perr)
 		return err, err

@@ -139,7 +139,7 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Input, error) {
 	if maxOpen == 0 {
 		maxOpen = defaultMaxOpen()
 	}
-	return &Input{cfg: *c, name: bc.Name, include: inc, exclude: exc, store: bc.Checkpoints, log: bc.Logger, stats: bc.Stats, maxOpen: maxOpen}, nil
+	return &Input{cfg: *c, name: bc.Name, include: inc, exclude: exc, store: bc.Checkpoints, log: bc.Logger, stats: bc.Stats, maxOpen: maxOpen, resumed: bc.Restarted}, nil
 }
 
 // globQuote makes a path match itself only, as an exclude glob.
