@@ -39,6 +39,7 @@ type Status struct {
 type InputStatus struct {
 	Name                string       `json:"name"`
 	Type                string       `json:"type"`
+	Started             time.Time    `json:"started"` // kept by reloads that leave the input unchanged
 	BackpressureSeconds float64      `json:"backpressure_seconds"`
 	Files               []FileStatus `json:"files"`
 }
@@ -56,6 +57,7 @@ type FileStatus struct {
 type OutputStatus struct {
 	Name           string     `json:"name"`
 	Type           string     `json:"type"`
+	Started        time.Time  `json:"started"` // kept by reloads that leave the output unchanged
 	Inputs         []string   `json:"inputs"`
 	QueueEvents    int        `json:"queue_events"`
 	QueueBytes     int        `json:"queue_bytes"`
@@ -86,17 +88,19 @@ func (s *Supervisor) Status() Status {
 		Config: s.cfg.Path, ConfigLoaded: s.loadedAt, Running: s.running,
 		Reloads: s.reloads, ReloadFailures: s.reloadFailures, LastReloadErr: MaskSecrets(s.lastReloadErr),
 	}
-	retiredOut := make(map[string]outputTotals, len(s.retiredOut))
-	for k, v := range s.retiredOut {
-		retiredOut[k] = v
-	}
-	retiredIn := make(map[string]time.Duration, len(s.retiredIn))
-	for k, v := range s.retiredIn {
-		retiredIn[k] = v
-	}
 	s.mu.Unlock()
+	return a.status(st)
+}
 
-	stats := s.stats
+// status fills st with the agent's state and the totals of parts it
+// replaced.
+func (a *Agent) status(st Status) Status {
+	a.mu.Lock()
+	retiredOut, retiredIn := a.totals.snapshot()
+	runners, inputs := a.runners, a.inputs
+	a.mu.Unlock()
+
+	stats := a.stats
 	st.InputLines = stats.InputLines.Load()
 	st.InputBytes = stats.InputBytes.Load()
 	st.LinesTruncated = stats.LinesTruncated.Load()
@@ -108,8 +112,8 @@ func (s *Supervisor) Status() Status {
 	st.MemoryLimit = a.pipe.Budget().Limit()
 	st.CheckpointAge = a.store.Age().Seconds()
 
-	for _, ni := range a.inputs {
-		is := InputStatus{Name: ni.name, Type: ni.typ, Files: []FileStatus{},
+	for _, ni := range inputs {
+		is := InputStatus{Name: ni.name, Type: ni.typ, Started: ni.started, Files: []FileStatus{},
 			BackpressureSeconds: (retiredIn[ni.name] + ni.stream.Backpressure()).Seconds()}
 		if fl, ok := ni.input.(fileLister); ok {
 			for _, f := range fl.Files() {
@@ -118,13 +122,13 @@ func (s *Supervisor) Status() Status {
 		}
 		st.Inputs = append(st.Inputs, is)
 	}
-	for _, r := range a.runners {
+	for _, r := range runners {
 		set := r.Settings()
 		ev, by := r.Queue().Depth()
 		t := retiredOut[r.Name]
-		t.add(r)
+		t.add(r.Runner)
 		os := OutputStatus{
-			Name: r.Name, Type: set.Type, Inputs: set.Inputs,
+			Name: r.Name, Type: set.Type, Started: r.started, Inputs: set.Inputs,
 			QueueEvents: ev, QueueBytes: by, QueueMaxEvents: set.Queue.MaxEvents, QueueMaxBytes: int64(set.Queue.MaxBytes),
 			Delivered: t.delivered, Batches: t.batches, Rejected: t.rejected, DeadLettered: t.deadLettered,
 			Dropped: t.dropped, Retries: t.retries, Failures: t.failures,

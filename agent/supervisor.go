@@ -17,11 +17,12 @@ import (
 // here, so they keep counting across reloads.
 //
 // A reload validates the new file first; a bad one is reported and the
-// running agent is not touched. A good one stops the running agent the way
-// SIGTERM does (inputs stop, everything read is delivered and acknowledged
-// within agent.shutdown_timeout, checkpoints written) and starts the new
-// one from those checkpoints, so nothing is lost or read twice. Files are
-// closed and reopened and queues are empty across the switch.
+// running agent is not touched. A good one is applied in place when [agent]
+// did not change (Agent.Apply: unchanged inputs and outputs keep running).
+// Otherwise, or when that fails, it stops the running agent the way SIGTERM
+// does (inputs stop, everything read is delivered and acknowledged within
+// agent.shutdown_timeout, checkpoints written) and starts the new one from
+// those checkpoints. Either way nothing is lost or read twice.
 type Supervisor struct {
 	log     *zap.Logger
 	stats   *pipeline.Stats
@@ -36,8 +37,7 @@ type Supervisor struct {
 	reloads        int
 	reloadFailures int
 	lastReloadErr  string
-	retiredOut     map[string]outputTotals
-	retiredIn      map[string]time.Duration
+	totals         *totals
 }
 
 // SupervisorOptions are the hooks a Supervisor gives every agent it builds.
@@ -47,18 +47,13 @@ type SupervisorOptions struct {
 	ObserveLatency func(output string) func(time.Duration)
 }
 
-// outputTotals are an output's counters from agents already replaced.
-type outputTotals struct {
-	delivered, batches, rejected, deadLettered, dropped, retries, failures int64
-}
-
 // NewSupervisor builds the first agent of cfg. Nothing runs until Run.
 func NewSupervisor(cfg *Config, log *zap.Logger, o SupervisorOptions) (*Supervisor, error) {
 	s := &Supervisor{
 		log: log, stats: &pipeline.Stats{}, observe: o.ObserveLatency, reqs: make(chan chan error),
-		retiredOut: map[string]outputTotals{}, retiredIn: map[string]time.Duration{},
+		totals: newTotals(),
 	}
-	a, err := build(cfg, log, s.stats, s.observe, nil)
+	a, err := build(cfg, log, s.stats, s.observe, s.totals, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +100,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		done := make(chan error, 1)
 		go func() { done <- a.Run(runCtx) }()
 
-		replace, reply, err := s.wait(ctx, done)
+		replace, reply, err := s.wait(ctx, a, done)
 		if replace == nil {
 			cancel()
 			s.setRunning(false)
@@ -120,7 +115,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		if runErr != nil && !errors.Is(runErr, context.Canceled) {
 			s.log.Error("agent stopped with an error during reload", zap.Error(runErr))
 		}
-		s.retire(a)
+		a.retireAll()
 		err, fatal := s.switchTo(replace)
 		reply <- err
 		if fatal != nil {
@@ -129,10 +124,11 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 }
 
-// wait blocks until the agent ends (replace == nil) or a valid new config
-// arrives (returned as replace, with the channel to answer on). Invalid
-// configs are answered here and the agent keeps running.
-func (s *Supervisor) wait(ctx context.Context, done chan error) (replace *Config, reply chan error, err error) {
+// wait blocks until the agent ends (replace == nil) or a new config must
+// replace it by a restart (returned as replace, with the channel to answer
+// on). Invalid configs, and valid ones the agent applies in place, are
+// answered here while the agent keeps running.
+func (s *Supervisor) wait(ctx context.Context, a *Agent, done chan error) (replace *Config, reply chan error, err error) {
 	for {
 		select {
 		case err := <-done:
@@ -153,6 +149,24 @@ func (s *Supervisor) wait(ctx context.Context, done chan error) (replace *Config
 				reply <- errors.New("reload: shutting down")
 				continue
 			}
+			s.warnRestartOnly(s.Config(), cfg)
+			err = a.Apply(ctx, cfg)
+			if err == nil {
+				s.mu.Lock()
+				s.cfg, s.loadedAt = cfg, time.Now()
+				s.reloads++
+				s.lastReloadErr = ""
+				s.mu.Unlock()
+				s.log.Info("config reloaded in place", zap.String("config", cfg.Path), zap.Int("inputs", len(cfg.Inputs)), zap.Int("outputs", len(cfg.Outputs)))
+				reply <- nil
+				continue
+			}
+			if !errors.Is(err, errRestartNeeded) {
+				// The agent ended meanwhile (ctx or an input failure).
+				reply <- fmt.Errorf("reload: %w", err)
+				continue
+			}
+			s.log.Info("restarting the pipeline for the new config", zap.String("reason", err.Error()))
 			return cfg, reply, nil
 		}
 	}
@@ -164,14 +178,13 @@ func (s *Supervisor) wait(ctx context.Context, done chan error) (replace *Config
 // set when even that fails.
 func (s *Supervisor) switchTo(cfg *Config) (err, fatal error) {
 	old := s.Config()
-	s.warnRestartOnly(old, cfg)
 	// Inputs that keep their name continue: start_at = "end" must not skip
 	// files that appeared since the agent started.
 	ran := map[string]bool{}
 	for name := range old.Inputs {
 		ran[name] = true
 	}
-	a, err := build(cfg, s.log, s.stats, s.observe, ran)
+	a, err := build(cfg, s.log, s.stats, s.observe, s.totals, ran)
 	if err == nil {
 		s.mu.Lock()
 		s.cfg, s.cur, s.loadedAt = cfg, a, time.Now()
@@ -183,7 +196,7 @@ func (s *Supervisor) switchTo(cfg *Config) (err, fatal error) {
 	}
 	s.failed(err)
 	s.log.Error("reload failed: the new config could not be started; restarting the previous one", zap.Error(err))
-	prev, perr := build(old, s.log, s.stats, s.observe, ran)
+	prev, perr := build(old, s.log, s.stats, s.observe, s.totals, ran)
 	if perr != nil {
 		err = fmt.Errorf("reload: %w; restarting the previous config: %v", err, perr)
 		return err, err
@@ -215,29 +228,4 @@ func (s *Supervisor) setRunning(v bool) {
 	s.mu.Lock()
 	s.running = v
 	s.mu.Unlock()
-}
-
-// retire adds a stopped agent's per-output and per-input counters to the
-// totals, so the API's counters never go back.
-func (s *Supervisor) retire(a *Agent) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range a.runners {
-		t := s.retiredOut[r.Name]
-		t.add(r)
-		s.retiredOut[r.Name] = t
-	}
-	for _, ni := range a.inputs {
-		s.retiredIn[ni.name] += ni.stream.Backpressure()
-	}
-}
-
-func (t *outputTotals) add(r *pipeline.Runner) {
-	t.delivered += r.Out.Delivered.Load()
-	t.batches += r.Out.Batches.Load()
-	t.rejected += r.Out.Rejected.Load()
-	t.deadLettered += r.Out.DeadLettered.Load()
-	t.dropped += r.Out.Dropped.Load()
-	t.retries += r.Out.Retries.Load()
-	t.failures += r.Out.Failures.Load()
 }

@@ -82,12 +82,22 @@ type Stream struct {
 	maxLine int
 	procs   []Processor
 	routes  []*Runner
+	// routesMu is held (shared) while a chunk is handed to the routes, so
+	// SetRoutes knows when no hand-off uses the old ones.
+	routesMu sync.RWMutex
 	fields  []Field
 	parser  ParserSpec
 	// blocked is the time, in nanoseconds, the input spent waiting for the
 	// memory budget or for the worker pool: its backpressure.
 	blocked atomic.Int64
+	// inflight counts the stream's chunks emitted and not yet acknowledged
+	// by every output, over all its sources.
+	inflight atomic.Int64
 }
+
+// InFlight returns the input's chunks not yet acknowledged everywhere; a
+// stopped input is drained when it reaches 0.
+func (s *Stream) InFlight() int64 { return s.inflight.Load() }
 
 // Backpressure returns how long the input has waited for memory or workers.
 func (s *Stream) Backpressure() time.Duration { return time.Duration(s.blocked.Load()) }
@@ -116,6 +126,28 @@ func (p *Pipeline) NewStream(input string, maxLine int, fields []Field, procs []
 		r.budget.Store(p.budget)
 	}
 	return &Stream{p: p, Input: input, maxLine: maxLine, fields: fields, procs: procs, routes: routes}
+}
+
+// SetRoutes replaces the runners the stream's chunks fan out to, while it
+// runs (a live reload that adds or replaces outputs of a running input).
+// When it returns, no chunk is being handed to the old routes, and every
+// later chunk goes to the new ones; a runner no longer routed to can then
+// be stopped once the chunks it already has are done. A hand-off blocked on
+// a full queue holds the old routes: SetRoutes gives up when ctx ends.
+func (s *Stream) SetRoutes(ctx context.Context, routes []*Runner) error {
+	for _, r := range routes {
+		r.budget.Store(s.p.budget)
+	}
+	for !s.routesMu.TryLock() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	s.routes = routes
+	s.routesMu.Unlock()
+	return nil
 }
 
 // SetParser makes the stream parse its lines with ps. Call it before the
@@ -149,6 +181,7 @@ func (s *Stream) Emit(ctx context.Context, c *Chunk) error {
 	c.Seq = src.next
 	src.next++
 	src.inflight.Add(1)
+	s.inflight.Add(1)
 	select {
 	case s.p.in <- c:
 		return nil
@@ -161,6 +194,7 @@ func (s *Stream) Emit(ctx context.Context, c *Chunk) error {
 		return nil
 	case <-ctx.Done():
 		src.inflight.Add(-1)
+		s.inflight.Add(-1)
 		c.release()
 		return ctx.Err()
 	}
@@ -269,9 +303,11 @@ func (s *Stream) deliver(c *Chunk) {
 		}
 		src.ordered.Process(c)
 	}
+	s.routesMu.RLock()
 	c.pending.Add(int32(len(s.routes)))
 	for _, r := range s.routes {
 		r.push(s.p.abort, c)
 	}
+	s.routesMu.RUnlock()
 	c.done()
 }

@@ -63,6 +63,10 @@ func (r *Runner) LastError() (msg string, at time.Time) {
 	return "", time.Time{}
 }
 
+// Output returns the output the runner drives, for closing one that was
+// built but never started.
+func (r *Runner) Output() Output { return r.out }
+
 // Settings returns the output's common settings (queue bounds, for fill).
 func (r *Runner) Settings() OutputSettings { return r.set }
 

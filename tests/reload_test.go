@@ -311,6 +311,14 @@ func TestReloadKeepsEveryLine(t *testing.T) {
 	if !strings.Contains(log, "reload refused") {
 		t.Errorf("the agent's log does not report the refused reload")
 	}
+	// None of these changes [agent]: all three are applied in place, and
+	// input a, unchanged throughout, kept running.
+	if n := strings.Count(log, "config applied in place"); n != 3 {
+		t.Errorf("%d reloads applied in place, want 3; log:\n%s", n, log)
+	}
+	if strings.Contains(log, "restarting the pipeline") {
+		t.Errorf("a reload restarted the whole pipeline")
+	}
 
 	lines := readPlain(out1, out2)
 	var aLines, bShipped []string
