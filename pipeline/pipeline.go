@@ -85,8 +85,8 @@ type Stream struct {
 	// routesMu is held (shared) while a chunk is handed to the routes, so
 	// SetRoutes knows when no hand-off uses the old ones.
 	routesMu sync.RWMutex
-	fields  []Field
-	parser  ParserSpec
+	fields   []Field
+	parser   ParserSpec
 	// blocked is the time, in nanoseconds, the input spent waiting for the
 	// memory budget or for the worker pool: its backpressure.
 	blocked atomic.Int64
