@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"github.com/tailship/tailship/agent"
@@ -146,4 +147,10 @@ func TestTopPlainWhenNotATerminal(t *testing.T) {
 	if code != exitRuntime || !strings.Contains(out, "http://127.0.0.1:1/status") {
 		t.Errorf("top against nothing: exit %d (want %d), output %q (want the address it tried)", code, exitRuntime, out)
 	}
+}
+
+// TestMain checks that no test leaves goroutines behind: the agents and
+// API servers the top tests start, and top's own polling.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
 }
