@@ -136,9 +136,11 @@ func runAgent(cfg *agent.Config, stderr io.Writer) int {
 	}
 	srv.Attach(sup)
 	if cfg.API.Listen != "" {
+		// Shipping matters more than the API: an address in use is
+		// logged and the agent runs without it (its probes then fail,
+		// which is how an orchestrator notices).
 		if err := srv.Start(); err != nil {
-			log.Error("cannot start", zap.Error(err))
-			return exitRuntime
+			log.Error("the API is not available; shipping without it", zap.Error(err))
 		}
 		defer func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
