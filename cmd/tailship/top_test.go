@@ -143,6 +143,17 @@ func TestTopPlainWhenNotATerminal(t *testing.T) {
 	if !strings.Contains(out, logPath) || !strings.Contains(out, "archive") {
 		t.Errorf("plain output lacks the file or the output:\n%s", out)
 	}
+	// Without --addr, top reads api.listen from the config.
+	cfgPath := filepath.Join(t.TempDir(), "top.toml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf("[agent]\ndata_dir = %q\n[api]\nlisten = %q\n", filepath.Join(filepath.Dir(cfgPath), "data"), addr)), 0o644)
+	code, out, errOut = runCLI("top", "--config", cfgPath, "--once")
+	if code != exitOK || !strings.Contains(out, logPath) {
+		t.Errorf("top --config: exit %d, output %q, stderr %q", code, out, errOut)
+	}
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf("[agent]\ndata_dir = %q\n[api]\nlisten = \"\"\n", filepath.Join(filepath.Dir(cfgPath), "data"))), 0o644)
+	if code, _, errOut = runCLI("top", "--config", cfgPath, "--once"); code != exitConfig || !strings.Contains(errOut, "disables the API") {
+		t.Errorf("top with the API disabled: exit %d, stderr %q", code, errOut)
+	}
 	code, out, _ = runCLI("top", "--addr", "127.0.0.1:1", "--once")
 	if code != exitRuntime || !strings.Contains(out, "http://127.0.0.1:1/status") {
 		t.Errorf("top against nothing: exit %d (want %d), output %q (want the address it tried)", code, exitRuntime, out)
