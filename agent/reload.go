@@ -144,6 +144,16 @@ func (a *Agent) apply(cfg *Config) error {
 	a.runners = append(append([]*runner(nil), runners...), builtOut...)
 	a.mu.Unlock()
 
+	// A removed output that is failing now would hold the reload up (a
+	// full queue even blocks the hand-off that re-routing waits for): its
+	// lines are no longer owed to it, so it drops them, counted.
+	for _, r := range stoppedOut {
+		if _, stays := cfg.Outputs[r.Name]; !stays && !r.FailingSince().IsZero() {
+			a.log.Warn("removed output is failing; dropping what it holds (counted as output_removed)", zap.String("output", r.Name))
+			r.Discard()
+		}
+	}
+
 	// 3. Kept inputs fan out to the new set of outputs.
 	nextRunners := append(append([]*runner(nil), keptOut...), builtOut...)
 	rctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -161,6 +171,17 @@ func (a *Agent) apply(cfg *Config) error {
 		ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(5*time.Second))
 		err := r.Stop(ctx)
 		cancel()
+		if _, stays := cfg.Outputs[r.Name]; err != nil && !stays {
+			// A removed output that cannot deliver (its receiver is
+			// down, the usual reason to remove it): its lines are no
+			// longer owed to it. Dropping them, counted, lets the
+			// files behind it commit; every other output has them.
+			a.log.Warn("removed output could not deliver its queue; dropping what it holds (counted as output_removed)", zap.String("output", r.Name))
+			r.Discard()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			err = r.Stop(ctx)
+			cancel()
+		}
 		if err != nil {
 			// What it holds stays unacknowledged, and the files behind
 			// it cannot commit past it: only a restart from the

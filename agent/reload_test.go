@@ -284,3 +284,114 @@ batch = { timeout = "20ms" }
 	b, _ := os.ReadFile(extra)
 	exactlyOnce(t, strings.Split(string(b), "\n"), "new", 1000)
 }
+
+// TestReloadRemovesFailingOutput: the usual incident. An output's receiver
+// is down, its small queue fills, and the blocked fan-out stalls the other
+// output too. Removing the failing output by a reload unblocks everything
+// in place: the input keeps running (same reader), the other output gets
+// every line exactly once, the file commits to its end, and what the
+// removed output still held is counted as dropped (output_removed).
+func TestReloadRemovesFailingOutput(t *testing.T) {
+	down := &sink{}
+	down.down.Store(true)
+	hs := httptest.NewServer(down)
+	defer hs.Close()
+
+	dir := t.TempDir()
+	appPath := filepath.Join(dir, "app.log")
+	const n = 20000
+	appendLines(t, appPath, "app", 0, n)
+	archive := filepath.Join(dir, "archive.txt")
+	cfgPath := filepath.Join(dir, "t.toml")
+	base := fmt.Sprintf(`
+[agent]
+data_dir = %q
+shutdown_timeout = "30s"
+[api]
+listen = ""
+[inputs.app]
+type = "file"
+include = [%q]
+poll_interval = "20ms"
+[outputs.archive]
+type = "file"
+inputs = ["app"]
+path = %q
+compression = "none"
+batch = { timeout = "20ms" }
+`, filepath.Join(dir, "data"), appPath, archive)
+	remote := fmt.Sprintf(`
+[outputs.remote]
+type = "http"
+inputs = ["app"]
+url = %q
+format = "raw"
+compression = "none"
+batch = { max_events = 200, timeout = "20ms" }
+queue = { max_events = 1000 }
+retry = { initial = "20ms", max = "100ms" }
+`, hs.URL)
+	os.WriteFile(cfgPath, []byte(base+remote), 0o644)
+	cfg, err := agent.LoadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup, err := agent.NewSupervisor(cfg, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)), agent.SupervisorOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sup.Run(ctx) }()
+	var stopOnce sync.Once
+	var runErr error
+	stop := func() { stopOnce.Do(func() { cancel(); runErr = <-done }) }
+	defer stop()
+
+	var before agent.Status
+	waitUntil(t, "the remote queue to fill and stall the pipeline", func() bool {
+		before = sup.Status()
+		o, _ := outputStatus(before, "remote")
+		return o.FailingSince != nil && o.QueueEvents >= 800
+	})
+	arch, _ := outputStatus(before, "archive")
+	if arch.Delivered >= n {
+		t.Fatalf("the archive got everything although the fan-out should be stalled; the test proves nothing")
+	}
+	app0, _ := inputStatus(before, "app")
+
+	os.WriteFile(cfgPath, []byte(base), 0o644)
+	rctx, rcancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer rcancel()
+	if err := sup.Reload(rctx); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	after := sup.Status()
+	app1, _ := inputStatus(after, "app")
+	if !app1.Started.Equal(app0.Started) {
+		t.Errorf("the input was restarted; the reload should have applied in place")
+	}
+	if _, ok := outputStatus(after, "remote"); ok {
+		t.Errorf("the removed output still runs")
+	}
+	appendLines(t, appPath, "app", n, n+1000)
+	waitUntil(t, "the archive to get every line and the file to commit", func() bool {
+		st := sup.Status()
+		in, _ := inputStatus(st, "app")
+		o, _ := outputStatus(st, "archive")
+		return o.Delivered == n+1000 && len(in.Files) == 1 && in.Files[0].Lag == 0
+	})
+	st := sup.Status()
+	if st.Dropped["output_removed"] == 0 {
+		t.Errorf("nothing counted as output_removed: %v", st.Dropped)
+	}
+	stop()
+	if runErr != nil {
+		t.Fatal(runErr)
+	}
+	b, _ := os.ReadFile(archive)
+	exactlyOnce(t, strings.Split(string(b), "\n"), "app", n+1000)
+	if len(down.got()) != 0 {
+		t.Errorf("the down receiver accepted lines")
+	}
+}

@@ -34,6 +34,30 @@ type Runner struct {
 	failingSince atomic.Int64 // unix nanoseconds
 	lastErr      atomic.Pointer[lastError]
 	observe      atomic.Pointer[func(time.Duration)]
+
+	// Discard: the output was removed from the config while it could not
+	// deliver; what it still holds is dropped and counted, not retried.
+	discardOnce sync.Once
+	discardCh   chan struct{}
+}
+
+// Discard makes the runner drop, instead of write, every batch it has not
+// delivered yet, counted as dropped with reason output_removed, so the
+// sources behind it can commit. A retry wait ends at once; a Write in
+// progress ends on its own (its timeout). For an output removed by a live
+// reload whose queue cannot drain: the lines are still shipped to every
+// other output, and no longer owed to this one.
+func (r *Runner) Discard() {
+	r.discardOnce.Do(func() { close(r.discardCh) })
+}
+
+func (r *Runner) discarding() bool {
+	select {
+	case <-r.discardCh:
+		return true
+	default:
+		return false
+	}
 }
 
 type lastError struct {
@@ -94,7 +118,7 @@ func NewRunner(name string, out Output, set OutputSettings, log *zap.Logger, sta
 	r := &Runner{
 		Name: name, out: out, set: set, log: log, stats: stats,
 		q:    NewQueue(set.Queue.MaxEvents, int(set.Queue.MaxBytes), set.Queue.WhenFull == "drop_newest"),
-		done: make(chan struct{}),
+		done: make(chan struct{}), discardCh: make(chan struct{}),
 	}
 	if set.DeadLetterPath != "" {
 		r.dl = &deadLetter{path: set.DeadLetterPath, output: name}
@@ -283,6 +307,12 @@ func (r *Runner) write(ctx context.Context, b *Batch) bool {
 	start := time.Now()
 	backoff := r.set.Retry.Initial.D()
 	for attempt := 1; ; attempt++ {
+		if r.discarding() {
+			n := int64(b.events)
+			r.Out.Dropped.Add(n)
+			r.stats.Dropped("output_removed").Add(n)
+			return true
+		}
 		t0 := time.Now()
 		err := r.out.Write(ctx, b)
 		if ctx.Err() == nil {
@@ -328,6 +358,8 @@ func (r *Runner) write(ctx context.Context, b *Batch) bool {
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
+		case <-r.discardCh:
+			t.Stop()
 		case <-ctx.Done():
 			t.Stop()
 			return false
