@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -66,5 +67,54 @@ func TestSetRoutesSwitchesOutputs(t *testing.T) {
 	all := append(capA.Lines(), capB.Lines()...)
 	if err := pipelinetest.CheckSequences(all, map[string]int{"f": 10000}); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestDiscardSettlesAFailingOutput: a runner whose output keeps failing
+// holds its chunks unacknowledged; Discard makes it drop them, counted as
+// output_removed, so the source commits everything and Stop returns.
+func TestDiscardSettlesAFailingOutput(t *testing.T) {
+	failing := &pipelinetest.Capture{Fail: func(int, *pipeline.Batch) error { return errors.New("receiver down") }}
+	stats := &pipeline.Stats{}
+	p := pipeline.New(pipeline.Options{Workers: 2, Stats: stats})
+	abortCtx, abort := context.WithCancel(context.Background())
+	defer abort()
+	r := pipeline.NewRunner("gone", failing, settings(func(s *pipeline.OutputSettings) { s.Batch.MaxEvents = 100 }), nil, stats)
+	r.Start(abortCtx)
+	p.Start(abortCtx)
+	st := p.NewStream("in", 0, nil, nil, []*pipeline.Runner{r})
+	f := pipelinetest.NewFeeder(st, "f")
+	ctx := context.Background()
+	for range 20 {
+		if err := f.Emit(ctx, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Drain()
+	deadline := time.Now().Add(10 * time.Second)
+	for r.Out.Retries.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("the output never failed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if f.Committed() != 0 {
+		t.Fatalf("committed %d while the only output fails", f.Committed())
+	}
+	r.Discard()
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := r.Stop(sctx); err != nil {
+		t.Fatalf("Stop after Discard: %v", err)
+	}
+	_, emitted := f.Emitted()
+	if f.Committed() != emitted || st.InFlight() != 0 {
+		t.Errorf("committed %d of %d, %d chunks in flight", f.Committed(), emitted, st.InFlight())
+	}
+	if got := stats.DroppedByReason()["output_removed"]; got != 2000 || r.Out.Dropped.Load() != 2000 {
+		t.Errorf("dropped output_removed = %d, runner dropped %d, want 2000", got, r.Out.Dropped.Load())
+	}
+	if failing.Len() != 0 {
+		t.Errorf("the failing output recorded %d lines", failing.Len())
 	}
 }
