@@ -33,6 +33,7 @@ type Agent struct {
 	observe func(output string) func(time.Duration)
 	totals  *totals
 	updates chan applyReq
+	exited  chan struct{} // closed when Run returns
 
 	mu      sync.Mutex // guards cfg, runners and inputs, which Apply replaces
 	cfg     *Config
@@ -113,7 +114,7 @@ func build(cfg *Config, log *zap.Logger, stats *pipeline.Stats, observe func(out
 	if tot == nil {
 		tot = newTotals()
 	}
-	a := &Agent{cfg: cfg, log: log, stats: stats, store: store, observe: observe, totals: tot, updates: make(chan applyReq)}
+	a := &Agent{cfg: cfg, log: log, stats: stats, store: store, observe: observe, totals: tot, updates: make(chan applyReq), exited: make(chan struct{})}
 	a.pipe = pipeline.New(pipeline.Options{Workers: cfg.Agent.Workers, MemoryLimit: int64(cfg.Agent.MemoryLimit), Stats: a.stats})
 	runners, inputs, err := a.buildParts(cfg, sortedKeys(cfg.Outputs), sortedKeys(cfg.Inputs), nil, restarted)
 	if err != nil {
@@ -246,6 +247,7 @@ func (a *Agent) startInput(ni *namedInput) {
 // outputs within agent.shutdown_timeout, and writes the checkpoints. An
 // input that fails makes Run stop the same way and return its error.
 func (a *Agent) Run(ctx context.Context) error {
+	defer close(a.exited)
 	abortCtx, abort := context.WithCancel(context.Background())
 	defer abort()
 	a.abortCtx = abortCtx

@@ -28,6 +28,8 @@ func (a *Agent) Apply(ctx context.Context, cfg *Config) error {
 	req := applyReq{cfg: cfg, reply: make(chan error, 1)}
 	select {
 	case a.updates <- req:
+	case <-a.exited:
+		return errors.New("the agent has stopped")
 	case <-ctx.Done():
 		return ctx.Err()
 	}
