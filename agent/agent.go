@@ -1,7 +1,9 @@
 // Package agent turns a config file into a running tailship: it loads and
 // validates the TOML (every problem located by file, line and key), builds
 // the plugins, wires inputs through the pipeline to outputs, and owns the
-// lifecycle: start, graceful drain on stop, and the checkpoint flusher.
+// lifecycle: start, graceful drain on stop, and the checkpoint flusher. A
+// Supervisor runs one Agent at a time and replaces it on a live reload, and
+// reports the running state (Status) that the api package serves.
 package agent
 
 import (
@@ -20,23 +22,52 @@ import (
 	"github.com/tailship/tailship/pipeline"
 )
 
-// Agent is one running configuration.
+// Agent is one running configuration. While it runs, Apply changes its
+// inputs and outputs in place (a live reload): the ones that did not change
+// keep running with their open files and queued events.
 type Agent struct {
-	cfg     *Config
 	log     *zap.Logger
 	stats   *pipeline.Stats
 	store   *checkpoint.Store
 	pipe    *pipeline.Pipeline
-	runners []*pipeline.Runner
-	inputs  []namedInput
+	observe func(output string) func(time.Duration)
+	totals  *totals
+	updates chan applyReq
+	exited  chan struct{} // closed when Run returns
+
+	mu      sync.Mutex // guards cfg, runners and inputs, which Apply replaces
+	cfg     *Config
+	runners []*runner
+	inputs  []*namedInput
 	// processors that expose values for metrics (aggregate)
 	snapshots []pipeline.Snapshotter
+
+	// Set by Run, used by the goroutine of Run only (Apply runs there).
+	abortCtx context.Context
+	inCtx    context.Context
+	errs     chan error
 }
 
 type namedInput struct {
-	name   string
-	input  pipeline.Input
-	stream *pipeline.Stream
+	name    string
+	typ     string
+	input   pipeline.Input
+	stream  *pipeline.Stream
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when input.Run has returned
+	started time.Time     // when built; kept across in-place reloads
+}
+
+// runner is an output runner with the context that aborts it alone.
+type runner struct {
+	*pipeline.Runner
+	abort   context.CancelFunc
+	started time.Time
+}
+
+type applyReq struct {
+	cfg   *Config
+	reply chan error
 }
 
 // NewLogger builds the agent's own logger from [agent] log settings.
@@ -55,13 +86,26 @@ func NewLogger(a AgentConfig) (*zap.Logger, error) {
 		return nil, err
 	}
 	zc.Level = zap.NewAtomicLevelAt(lvl)
+	// Per message and level, each second: the first 10, then every 100th.
+	// An output failing in a tight retry loop cannot flood the log, and the
+	// first lines of every new problem still show.
+	zc.Sampling = &zap.SamplingConfig{Initial: 10, Thereafter: 100}
 	zc.OutputPaths = []string{"stderr"}
+	if a.LogFile != "" {
+		zc.OutputPaths = []string{a.LogFile}
+	}
 	zc.ErrorOutputPaths = []string{"stderr"}
 	return zc.Build()
 }
 
 // New builds every plugin of cfg. Nothing runs until Run.
 func New(cfg *Config, log *zap.Logger) (*Agent, error) {
+	return build(cfg, log, &pipeline.Stats{}, nil, nil, nil)
+}
+
+// build is New with the counters and the latency observer a Supervisor
+// keeps across reloads; restarted names the inputs that ran before a reload.
+func build(cfg *Config, log *zap.Logger, stats *pipeline.Stats, observe func(output string) func(time.Duration), tot *totals, restarted map[string]bool) (*Agent, error) {
 	store, warning, err := checkpoint.Open(filepath.Join(cfg.Agent.DataDir, "checkpoints.json"))
 	if err != nil {
 		return nil, err
@@ -69,64 +113,87 @@ func New(cfg *Config, log *zap.Logger) (*Agent, error) {
 	if warning != nil {
 		log.Warn("checkpoints reset", zap.Error(warning))
 	}
-	a := &Agent{cfg: cfg, log: log, stats: &pipeline.Stats{}, store: store}
+	if tot == nil {
+		tot = newTotals()
+	}
+	a := &Agent{cfg: cfg, log: log, stats: stats, store: store, observe: observe, totals: tot, updates: make(chan applyReq), exited: make(chan struct{})}
 	a.pipe = pipeline.New(pipeline.Options{Workers: cfg.Agent.Workers, MemoryLimit: int64(cfg.Agent.MemoryLimit), Stats: a.stats})
+	runners, inputs, err := a.buildParts(cfg, sortedKeys(cfg.Outputs), sortedKeys(cfg.Inputs), nil, restarted)
+	if err != nil {
+		return nil, err
+	}
+	a.runners, a.inputs = runners, inputs
+	return a, nil
+}
 
-	routes := map[string][]*pipeline.Runner{}
-	var built []pipeline.Output
+// buildParts builds the outputs outNames and the inputs inNames of cfg.
+// Inputs are routed to the new runners and to kept, the runners of outputs
+// that keep running. On error, every output built here is closed.
+func (a *Agent) buildParts(cfg *Config, outNames, inNames []string, kept []*runner, restarted map[string]bool) ([]*runner, []*namedInput, error) {
+	var skip []string
+	if cfg.Agent.LogFile != "" {
+		skip = []string{cfg.Agent.LogFile}
+	}
+	var runners []*runner
 	closeBuilt := func() {
-		for _, o := range built {
-			_ = o.Close(context.Background())
+		for _, r := range runners {
+			_ = r.Output().Close(context.Background())
 		}
 	}
-	for _, name := range sortedKeys(cfg.Outputs) {
+	for _, name := range outNames {
 		oc := cfg.Outputs[name]
-		bc := pipeline.BuildContext{Name: name, Logger: log.With(zap.String("output", name)), DataDir: cfg.Agent.DataDir, Checkpoints: store, Stats: a.stats}
+		bc := pipeline.BuildContext{Name: name, Logger: a.log.With(zap.String("output", name)), DataDir: cfg.Agent.DataDir, Checkpoints: a.store, Stats: a.stats, SkipPaths: skip}
 		out, err := oc.Build(bc)
 		if err != nil {
 			closeBuilt()
-			return nil, fmt.Errorf("output %s: %w", name, err)
+			return nil, nil, fmt.Errorf("output %s: %w", name, err)
 		}
-		built = append(built, out)
+		r := pipeline.NewRunner(name, out, *oc.Common(), bc.Logger, a.stats)
+		if a.observe != nil {
+			r.ObserveLatency(a.observe(name))
+		}
+		runners = append(runners, &runner{Runner: r, started: time.Now()})
 		procs, err := a.buildProcessors("outputs."+name, oc.Common().ProcessorConfigs)
 		if err != nil {
 			closeBuilt()
-			return nil, err
+			return nil, nil, err
 		}
-		r := pipeline.NewRunner(name, out, *oc.Common(), bc.Logger, a.stats)
 		if err := r.Route(oc.Common().When, procs); err != nil {
 			closeBuilt()
-			return nil, err
-		}
-		a.runners = append(a.runners, r)
-		for _, in := range oc.Common().Inputs {
-			routes[in] = append(routes[in], r)
+			return nil, nil, err
 		}
 	}
-	for _, name := range sortedKeys(cfg.Inputs) {
+	routes := map[string][]*pipeline.Runner{}
+	for _, r := range append(append([]*runner(nil), kept...), runners...) {
+		for _, in := range cfg.Outputs[r.Name].Common().Inputs {
+			routes[in] = append(routes[in], r.Runner)
+		}
+	}
+	var inputs []*namedInput
+	for _, name := range inNames {
 		ic := cfg.Inputs[name]
-		bc := pipeline.BuildContext{Name: name, Logger: log.With(zap.String("input", name)), DataDir: cfg.Agent.DataDir, Checkpoints: store, Stats: a.stats}
+		bc := pipeline.BuildContext{Name: name, Logger: a.log.With(zap.String("input", name)), DataDir: cfg.Agent.DataDir, Checkpoints: a.store, Stats: a.stats, SkipPaths: skip, Restarted: restarted[name]}
 		in, err := ic.Build(bc)
 		if err != nil {
 			closeBuilt()
-			return nil, fmt.Errorf("input %s: %w", name, err)
+			return nil, nil, fmt.Errorf("input %s: %w", name, err)
 		}
 		common := ic.Common()
 		procs, err := a.buildProcessors("inputs."+name, common.ProcessorConfigs)
 		if err != nil {
 			closeBuilt()
-			return nil, err
+			return nil, nil, err
 		}
-		st := a.pipe.NewStream(name, int(common.MaxLineBytes), staticFields(common.Fields), procs, routes[name])
 		ps, err := pipeline.BuildParser(common)
 		if err != nil {
 			closeBuilt()
-			return nil, fmt.Errorf("input %s: parser: %w", name, err)
+			return nil, nil, fmt.Errorf("input %s: parser: %w", name, err)
 		}
+		st := a.pipe.NewStream(name, int(common.MaxLineBytes), staticFields(common.Fields), procs, routes[name])
 		st.SetParser(ps)
-		a.inputs = append(a.inputs, namedInput{name, in, st})
+		inputs = append(inputs, &namedInput{name: name, typ: common.Type, input: in, stream: st, started: time.Now()})
 	}
-	return a, nil
+	return runners, inputs, nil
 }
 
 // buildProcessors builds the processors of the table at key, in order.
@@ -139,7 +206,9 @@ func (a *Agent) buildProcessors(key string, cfgs []pipeline.ProcessorConfig) ([]
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		if sn, ok := p.(pipeline.Snapshotter); ok {
+			a.mu.Lock()
 			a.snapshots = append(a.snapshots, sn)
+			a.mu.Unlock()
 		}
 		out = append(out, p)
 	}
@@ -147,10 +216,14 @@ func (a *Agent) buildProcessors(key string, cfgs []pipeline.ProcessorConfig) ([]
 }
 
 // Series returns the values the processors expose (aggregate windows), for
-// /metrics: one gauge per Series.
+// /metrics: one gauge per Series. After a reload it also holds the values
+// of processors that were replaced, frozen at their last window.
 func (a *Agent) Series() []pipeline.Series {
+	a.mu.Lock()
+	sns := append([]pipeline.Snapshotter(nil), a.snapshots...)
+	a.mu.Unlock()
 	var out []pipeline.Series
-	for _, sn := range a.snapshots {
+	for _, sn := range sns {
 		out = append(out, sn.Snapshot()...)
 	}
 	return out
@@ -182,62 +255,104 @@ func sortedKeys[V any](m map[string]V) []string {
 func (a *Agent) Stats() *pipeline.Stats { return a.stats }
 
 // Runners returns the output runners, for status and metrics.
-func (a *Agent) Runners() []*pipeline.Runner { return a.runners }
+func (a *Agent) Runners() []*pipeline.Runner {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]*pipeline.Runner, len(a.runners))
+	for i, r := range a.runners {
+		out[i] = r.Runner
+	}
+	return out
+}
+
+// parts returns the current runners and inputs.
+func (a *Agent) parts() (*Config, []*runner, []*namedInput) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cfg, a.runners, a.inputs
+}
+
+func (a *Agent) startRunner(r *runner) {
+	ctx, cancel := context.WithCancel(a.abortCtx)
+	r.abort = cancel
+	r.Start(ctx)
+}
+
+func (a *Agent) startInput(ni *namedInput) {
+	ctx, cancel := context.WithCancel(a.inCtx)
+	ni.cancel, ni.done = cancel, make(chan struct{})
+	go func() {
+		defer close(ni.done)
+		if err := ni.input.Run(ctx, ni.stream); err != nil {
+			select {
+			case a.errs <- fmt.Errorf("input %s: %w", ni.name, err):
+			default: // one failure is enough to stop
+			}
+		}
+	}()
+}
 
 // Run ships until ctx ends, then stops reading, drains what was read to the
 // outputs within agent.shutdown_timeout, and writes the checkpoints. An
 // input that fails makes Run stop the same way and return its error.
 func (a *Agent) Run(ctx context.Context) error {
+	defer close(a.exited)
 	abortCtx, abort := context.WithCancel(context.Background())
 	defer abort()
-	for _, r := range a.runners {
-		r.Start(abortCtx)
+	a.abortCtx = abortCtx
+	_, runners, inputs := a.parts()
+	for _, r := range runners {
+		a.startRunner(r)
 	}
 	a.pipe.Start(abortCtx)
 
 	flushCtx, stopFlush := context.WithCancel(context.Background())
 	var flushWG sync.WaitGroup
 	flushWG.Add(1)
+	interval := a.cfg.Agent.CheckpointInterval.D() // [agent] never changes in place
 	go func() {
 		defer flushWG.Done()
-		a.store.Run(flushCtx, a.cfg.Agent.CheckpointInterval.D(), func(err error) {
+		a.store.Run(flushCtx, interval, func(err error) {
 			a.log.Error("checkpoint write failed; will retry", zap.Error(err))
 		})
 	}()
 
 	inCtx, stopInputs := context.WithCancel(ctx)
 	defer stopInputs()
-	var inWG sync.WaitGroup
-	errs := make(chan error, len(a.inputs))
-	for _, ni := range a.inputs {
-		inWG.Add(1)
-		go func() {
-			defer inWG.Done()
-			if err := ni.input.Run(inCtx, ni.stream); err != nil {
-				errs <- fmt.Errorf("input %s: %w", ni.name, err)
-				stopInputs()
-			}
-		}()
+	a.inCtx = inCtx
+	a.errs = make(chan error, 1)
+	for _, ni := range inputs {
+		a.startInput(ni)
 	}
-	a.log.Info("tailship running", zap.Int("inputs", len(a.inputs)), zap.Int("outputs", len(a.runners)))
+	a.log.Info("tailship running", zap.Int("inputs", len(inputs)), zap.Int("outputs", len(runners)))
 
 	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errs:
-		a.log.Error("input failed; stopping", zap.Error(runErr))
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case runErr = <-a.errs:
+			a.log.Error("input failed; stopping", zap.Error(runErr))
+			break wait
+		case req := <-a.updates:
+			req.reply <- a.apply(req.cfg)
+		}
 	}
 	stopInputs()
-	inWG.Wait()
+	cfg, runners, inputs := a.parts()
+	for _, ni := range inputs {
+		<-ni.done
+	}
 
-	a.log.Info("draining", zap.Duration("timeout", a.cfg.Agent.ShutdownTimeout.D()))
-	drainCtx, cancelDrain := context.WithTimeout(context.Background(), a.cfg.Agent.ShutdownTimeout.D())
+	a.log.Info("draining", zap.Duration("timeout", cfg.Agent.ShutdownTimeout.D()))
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), cfg.Agent.ShutdownTimeout.D())
 	defer cancelDrain()
 	drained := make(chan struct{})
 	go func() {
 		defer close(drained)
 		a.pipe.Drain()
-		for _, r := range a.runners {
+		for _, r := range runners {
 			if err := r.Stop(drainCtx); err != nil {
 				a.log.Warn("output did not drain", zap.String("output", r.Name), zap.Error(err))
 			}
@@ -256,7 +371,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		// Aborted runners end their write and close their output.
 		closeCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
-		for _, r := range a.runners {
+		for _, r := range runners {
 			if err := r.Stop(closeCtx); err != nil {
 				a.log.Error("output did not close", zap.String("output", r.Name), zap.Error(err))
 			}

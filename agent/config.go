@@ -20,11 +20,14 @@ import (
 
 // AgentConfig is the [agent] table.
 type AgentConfig struct {
-	DataDir            string          `toml:"data_dir"`
-	Workers            int             `toml:"workers"`
-	MemoryLimit        config.Size     `toml:"memory_limit"`
-	LogLevel           string          `toml:"log_level"`
-	LogFormat          string          `toml:"log_format"`
+	DataDir     string      `toml:"data_dir"`
+	Workers     int         `toml:"workers"`
+	MemoryLimit config.Size `toml:"memory_limit"`
+	LogLevel    string      `toml:"log_level"`
+	LogFormat   string      `toml:"log_format"`
+	// LogFile, when set, receives the agent's own logs instead of stderr;
+	// file inputs never read it, even when their globs match it.
+	LogFile            string          `toml:"log_file"`
 	ShutdownTimeout    config.Duration `toml:"shutdown_timeout"`
 	CheckpointInterval config.Duration `toml:"checkpoint_interval"`
 }
@@ -32,6 +35,14 @@ type AgentConfig struct {
 // APIConfig is the [api] table.
 type APIConfig struct {
 	Listen string `toml:"listen"`
+	// AllowRemote must be set to listen on anything but loopback: the API
+	// shows file paths and error texts and can trigger reloads.
+	AllowRemote bool `toml:"allow_remote"`
+	// UnreadyAfter is how long an output may fail without a success before
+	// /readyz reports the agent unready.
+	UnreadyAfter config.Duration `toml:"unready_after"`
+	// EnableReload turns on POST /reload.
+	EnableReload bool `toml:"enable_reload"`
 }
 
 // Config is a loaded and validated configuration.
@@ -50,7 +61,7 @@ func defaultConfig() document {
 			DataDir: "./data", MemoryLimit: 8 << 20, LogLevel: "info", LogFormat: "json",
 			ShutdownTimeout: config.Dur(10 * time.Second), CheckpointInterval: config.Dur(time.Second),
 		},
-		API: APIConfig{Listen: "127.0.0.1:8686"},
+		API: APIConfig{Listen: "127.0.0.1:8686", UnreadyAfter: config.Dur(time.Minute)},
 	}
 }
 
@@ -421,9 +432,15 @@ func (l *loader) checkAgent(cfg *Config) {
 		l.add("agent.data_dir", "must not be empty")
 	}
 	if cfg.API.Listen != "" {
-		if _, _, err := net.SplitHostPort(cfg.API.Listen); err != nil {
+		host, _, err := net.SplitHostPort(cfg.API.Listen)
+		if err != nil {
 			l.add("api.listen", "want host:port, got %q", cfg.API.Listen)
+		} else if !cfg.API.AllowRemote && !isLoopback(host) {
+			l.add("api.listen", "%q is not a loopback address; the API exposes file paths, errors and reload: set api.allow_remote = true to serve it beyond this host", cfg.API.Listen)
 		}
+	}
+	if cfg.API.UnreadyAfter.D() <= 0 {
+		l.add("api.unready_after", "must be above 0")
 	}
 }
 
@@ -449,6 +466,16 @@ func (l *loader) checkRoutes(cfg *Config, inNames, outNames []string) {
 	if len(inNames) == 0 {
 		l.warn("inputs", "no inputs are defined")
 	}
+}
+
+// isLoopback reports whether host (from host:port) can only be reached from
+// this machine. An empty host or 0.0.0.0 listens everywhere.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func contains(xs []string, s string) bool {

@@ -48,6 +48,7 @@ type Store struct {
 	mu      sync.Mutex
 	entries map[string]Entry
 	dirty   bool
+	since   time.Time // when the store became dirty
 	lastErr error
 	flushed time.Time
 }
@@ -98,7 +99,7 @@ func (s *Store) Set(key string, e Entry) {
 	}
 	s.mu.Lock()
 	s.entries[key] = e
-	s.dirty = true
+	s.markDirty()
 	s.mu.Unlock()
 }
 
@@ -107,7 +108,7 @@ func (s *Store) Delete(key string) {
 	s.mu.Lock()
 	if _, ok := s.entries[key]; ok {
 		delete(s.entries, key)
-		s.dirty = true
+		s.markDirty()
 	}
 	s.mu.Unlock()
 }
@@ -133,6 +134,7 @@ func (s *Store) Flush() error {
 		return nil
 	}
 	b, err := json.MarshalIndent(fileFormat{Version: version, Entries: s.entries}, "", " ")
+	since := s.since
 	s.dirty = false
 	s.mu.Unlock()
 	if err == nil {
@@ -141,13 +143,32 @@ func (s *Store) Flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
-		s.dirty = true // try again next time
+		// Try again next time; the age counts from the oldest change.
+		s.dirty, s.since = true, since
 		s.lastErr = err
 		return err
 	}
 	s.lastErr = nil
 	s.flushed = time.Now()
 	return nil
+}
+
+func (s *Store) markDirty() {
+	if !s.dirty {
+		s.dirty = true
+		s.since = time.Now()
+	}
+}
+
+// Age returns how long the oldest change not yet on disk has waited: 0 when
+// the file is current. It grows without bound when writes keep failing.
+func (s *Store) Age() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.dirty {
+		return 0
+	}
+	return time.Since(s.since)
 }
 
 // LastFlush returns when the store last reached disk.

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -64,5 +65,41 @@ func TestCorruptFileMovedAside(t *testing.T) {
 				t.Fatal("aside file changed")
 			}
 		})
+	}
+}
+
+// TestAgeCountsFromOldestUnflushedChange: Age is 0 while the file is
+// current, counts from the first change after a flush (later changes do
+// not reset it), survives a failed flush, and is 0 again after a good one.
+func TestAgeCountsFromOldestUnflushedChange(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := Open(filepath.Join(dir, "sub", "checkpoints.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Age() != 0 {
+		t.Fatalf("age %v of an untouched store", s.Age())
+	}
+	s.Set("a", Entry{Offset: 1})
+	time.Sleep(20 * time.Millisecond)
+	s.Set("a", Entry{Offset: 2})
+	if a := s.Age(); a < 20*time.Millisecond {
+		t.Errorf("age %v: a later change reset it", a)
+	}
+	// The directory does not exist: the flush fails and the change waits.
+	if err := s.Flush(); err == nil {
+		t.Fatal("flush into a missing directory succeeded")
+	}
+	if a := s.Age(); a < 20*time.Millisecond {
+		t.Errorf("age %v after a failed flush, want it kept from the first change", a)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if a := s.Age(); a != 0 {
+		t.Errorf("age %v after a good flush", a)
 	}
 }

@@ -51,9 +51,10 @@ type Chunk struct {
 	// sees when it has a route condition or processors of its own. The
 	// view shares the parent's buffer and arena; finishing it finishes the
 	// output's reference to the parent.
-	parent *Chunk
-	views  []*Chunk // per route, nil where the route takes the chunk as is
-	viewed bool     // views were made (on the pool, or at delivery)
+	parent  *Chunk
+	views   []*Chunk // per route, nil where the route takes the chunk as is
+	viewed  bool     // views were made (on the pool, or at delivery)
+	viewGen uint64   // the Stream.gen they were made for
 
 	Events []Event // filled by the worker pool
 

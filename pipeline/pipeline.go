@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Options configure a Pipeline.
@@ -112,9 +113,19 @@ type Stream struct {
 	procs   []Processor
 	chain   chain
 	routes  []*Runner
-	views   bool // some route has a condition or processors of its own
-	fields  []Field
-	parser  ParserSpec
+	views   bool   // some route has a condition or processors of its own
+	gen     uint64 // counts SetRoutes calls: views made for older routes are redone
+	// routesMu is held (shared) while a chunk is handed to the routes, so
+	// SetRoutes knows when no hand-off uses the old ones.
+	routesMu sync.RWMutex
+	fields   []Field
+	parser   ParserSpec
+	// blocked is the time, in nanoseconds, the input spent waiting for the
+	// memory budget or for the worker pool: its backpressure.
+	blocked atomic.Int64
+	// inflight counts the stream's chunks emitted and not yet acknowledged
+	// by every output, over all its sources.
+	inflight atomic.Int64
 	// expand is what parsing adds to a chunk, in bytes per 256 bytes of
 	// its buffer, learned from the chunks parsed so far. NewChunk charges
 	// it up front, so the budget holds from the first chunk on: charging
@@ -145,6 +156,13 @@ func (s *Stream) learn(parsed int64, buf int) {
 	s.expand.Store(old + (r-old)/4)
 }
 
+// InFlight returns the input's chunks not yet acknowledged everywhere; a
+// stopped input is drained when it reaches 0.
+func (s *Stream) InFlight() int64 { return s.inflight.Load() }
+
+// Backpressure returns how long the input has waited for memory or workers.
+func (s *Stream) Backpressure() time.Duration { return time.Duration(s.blocked.Load()) }
+
 // worker is the state one pool goroutine keeps between chunks.
 type worker struct {
 	parsers map[*Stream]Parser
@@ -169,10 +187,19 @@ func (w *worker) parser(s *Stream) Parser {
 func (p *Pipeline) NewStream(input string, maxLine int, fields []Field, procs []Processor, routes []*Runner) *Stream {
 	s := &Stream{p: p, Input: input, maxLine: maxLine, fields: fields, procs: procs, routes: routes,
 		chain: newChain(procs, p.stats)}
+	s.views = p.adopt(routes)
+	p.addWindows("aggregate:"+input, windowed(procs), func(c *Chunk) { s.fanout(c) })
+	return s
+}
+
+// adopt makes the runners part of the pipeline: they charge its budget, and
+// the windows of their own aggregate processors flush into them. It
+// reports whether some runner needs views (a condition or processors).
+func (p *Pipeline) adopt(routes []*Runner) (views bool) {
 	for _, r := range routes {
 		r.budget.Store(p.budget)
 		if r.filtered() {
-			s.views = true
+			views = true
 		}
 		p.wmu.Lock()
 		first := !p.seen[r]
@@ -181,13 +208,33 @@ func (p *Pipeline) NewStream(input string, maxLine int, fields []Field, procs []
 		if first {
 			r := r
 			p.addWindows("aggregate:"+r.Name, r.win, func(c *Chunk) {
-				c.pending.Add(1)
+				c.ref(1)
 				r.push(p.abort, c)
 			})
 		}
 	}
-	p.addWindows("aggregate:"+input, windowed(procs), func(c *Chunk) { s.fanout(c) })
-	return s
+	return views
+}
+
+// SetRoutes replaces the runners the stream's chunks fan out to, while it
+// runs (a live reload that adds or replaces outputs of a running input).
+// When it returns, no chunk is being handed to the old routes, and every
+// later chunk goes to the new ones; a runner no longer routed to can then
+// be stopped once the chunks it already has are done. A hand-off blocked on
+// a full queue holds the old routes: SetRoutes gives up when ctx ends.
+func (s *Stream) SetRoutes(ctx context.Context, routes []*Runner) error {
+	views := s.p.adopt(routes)
+	for !s.routesMu.TryLock() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	s.routes, s.views = routes, views
+	s.gen++
+	s.routesMu.Unlock()
+	return nil
 }
 
 // SetParser makes the stream parse its lines with ps. Call it before the
@@ -206,7 +253,14 @@ func (s *Stream) NewChunk(ctx context.Context, src *Source, size int) (*Chunk, e
 	if s.parser.New != nil {
 		est = n * s.expansion() / 256
 	}
-	if err := s.p.budget.Acquire(ctx, n+est); err != nil {
+	t0 := time.Now()
+	err := s.p.budget.Acquire(ctx, n+est)
+	if d := time.Since(t0); d > 50*time.Microsecond {
+		// An uncontended Acquire takes well under this; only real waits
+		// count as backpressure.
+		s.blocked.Add(int64(d))
+	}
+	if err != nil {
 		return nil, err
 	}
 	return &Chunk{Source: src, Buf: GetBuf(size), budget: s.p.budget, charged: n + est, estimate: est}, nil
@@ -220,11 +274,20 @@ func (s *Stream) Emit(ctx context.Context, c *Chunk) error {
 	src.next++
 	src.rmu.Unlock()
 	src.inflight.Add(1)
+	s.inflight.Add(1)
+	select {
+	case s.p.in <- c:
+		return nil
+	default:
+	}
+	t0 := time.Now()
+	defer func() { s.blocked.Add(int64(time.Since(t0))) }()
 	select {
 	case s.p.in <- c:
 		return nil
 	case <-ctx.Done():
 		src.inflight.Add(-1)
+		s.inflight.Add(-1)
 		c.release()
 		return ctx.Err()
 	}
@@ -271,9 +334,11 @@ func (p *Pipeline) process(c *Chunk, w *worker) {
 	// filter or redact sees whole lines.
 	if s.parser.NewOrdered == nil {
 		s.applyProcessors(c)
+		s.routesMu.RLock()
 		if s.views {
 			s.makeViews(c)
 		}
+		s.routesMu.RUnlock()
 	}
 	c.Source.reorder(c, s.deliver)
 }

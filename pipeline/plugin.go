@@ -63,6 +63,13 @@ type BuildContext struct {
 	DataDir     string
 	Checkpoints *checkpoint.Store
 	Stats       *Stats
+	// SkipPaths are files an input must never read, whatever its globs
+	// match: the agent's own log file, so it cannot ship itself in a loop.
+	SkipPaths []string
+	// Restarted is set when a live reload rebuilds an input that ran under
+	// the same name before: it continues rather than starts, so start_at
+	// (which is about files present at startup) does not apply again.
+	Restarted bool
 }
 
 // InputConfig is a plugin's config struct for [inputs.NAME]. It embeds

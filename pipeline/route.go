@@ -100,7 +100,7 @@ func (c *Chunk) chargeArena(a *Arena, before int64) {
 // only, and the route's processors change that copy's fields (copied
 // first), never what another output sees.
 func (s *Stream) makeViews(c *Chunk) {
-	c.viewed = true
+	c.viewed, c.viewGen = true, s.gen
 	if c.views == nil {
 		c.views = make([]*Chunk, len(s.routes))
 	}
@@ -147,6 +147,14 @@ func (c *Chunk) view(r *Runner) *Chunk {
 // fanout hands c, or its view, to every route. The caller holds a
 // reference of its own on c.
 func (s *Stream) fanout(c *Chunk) {
+	// Shared with other hand-offs; SetRoutes waits for none to be under way.
+	s.routesMu.RLock()
+	defer s.routesMu.RUnlock()
+	if c.viewed && c.viewGen != s.gen {
+		// Made on the pool for the routes before a reload: the copies
+		// (charged with the chunk, released with it) are left unused.
+		c.views, c.viewed = nil, false
+	}
 	if s.views && !c.viewed {
 		s.makeViews(c)
 	}

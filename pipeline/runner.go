@@ -36,6 +36,83 @@ type Runner struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	closeErr  error // set before done is closed
+
+	// Health, for the API: when the current run of failed attempts began
+	// (0 while healthy), the last error, and an observer of write latency.
+	failingSince atomic.Int64 // unix nanoseconds
+	lastErr      atomic.Pointer[lastError]
+	observe      atomic.Pointer[func(time.Duration)]
+
+	// Discard: the output was removed from the config while it could not
+	// deliver; what it still holds is dropped and counted, not retried.
+	discardOnce sync.Once
+	discardCh   chan struct{}
+}
+
+// Discard makes the runner drop, instead of write, every batch it has not
+// delivered yet, counted as dropped with reason output_removed, so the
+// sources behind it can commit. A retry wait ends at once; a Write in
+// progress ends on its own (its timeout). For an output removed by a live
+// reload whose queue cannot drain: the lines are still shipped to every
+// other output, and no longer owed to this one.
+func (r *Runner) Discard() {
+	r.discardOnce.Do(func() { close(r.discardCh) })
+}
+
+func (r *Runner) discarding() bool {
+	select {
+	case <-r.discardCh:
+		return true
+	default:
+		return false
+	}
+}
+
+type lastError struct {
+	msg string
+	at  time.Time
+}
+
+// ObserveLatency makes the runner report the duration of every Write call
+// to f (from the goroutines that write). Set it before Start.
+func (r *Runner) ObserveLatency(f func(time.Duration)) { r.observe.Store(&f) }
+
+// FailingSince returns when the current run of failed attempts began, or
+// the zero time while the last attempt succeeded.
+func (r *Runner) FailingSince() time.Time {
+	if ns := r.failingSince.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// LastError returns the text and time of the last failed attempt; the text
+// is the output's error, which outputs keep free of secrets.
+func (r *Runner) LastError() (msg string, at time.Time) {
+	if e := r.lastErr.Load(); e != nil {
+		return e.msg, e.at
+	}
+	return "", time.Time{}
+}
+
+// Output returns the output the runner drives, for closing one that was
+// built but never started.
+func (r *Runner) Output() Output { return r.out }
+
+// Settings returns the output's common settings (queue bounds, for fill).
+func (r *Runner) Settings() OutputSettings { return r.set }
+
+func (r *Runner) noteAttempt(start time.Time, err error) {
+	if f := r.observe.Load(); f != nil {
+		(*f)(time.Since(start))
+	}
+	if err == nil {
+		r.failingSince.Store(0)
+		return
+	}
+	now := time.Now()
+	r.failingSince.CompareAndSwap(0, now.UnixNano())
+	r.lastErr.Store(&lastError{msg: err.Error(), at: now})
 }
 
 // NewRunner wraps an output with its queue and batching.
@@ -49,7 +126,7 @@ func NewRunner(name string, out Output, set OutputSettings, log *zap.Logger, sta
 	r := &Runner{
 		Name: name, out: out, set: set, log: log, stats: stats,
 		q:    NewQueue(set.Queue.MaxEvents, int(set.Queue.MaxBytes), set.Queue.WhenFull == "drop_newest"),
-		done: make(chan struct{}),
+		done: make(chan struct{}), discardCh: make(chan struct{}),
 	}
 	if set.DeadLetterPath != "" {
 		r.dl = &deadLetter{path: set.DeadLetterPath, output: name}
@@ -258,7 +335,17 @@ func (r *Runner) write(ctx context.Context, b *Batch) bool {
 	start := time.Now()
 	backoff := r.set.Retry.Initial.D()
 	for attempt := 1; ; attempt++ {
+		if r.discarding() {
+			n := int64(b.events)
+			r.Out.Dropped.Add(n)
+			r.stats.Dropped("output_removed").Add(n)
+			return true
+		}
+		t0 := time.Now()
 		err := r.out.Write(ctx, b)
+		if ctx.Err() == nil {
+			r.noteAttempt(t0, err)
+		}
 		if err == nil {
 			r.Out.Delivered.Add(int64(b.events))
 			r.Out.Batches.Add(1)
@@ -299,6 +386,8 @@ func (r *Runner) write(ctx context.Context, b *Batch) bool {
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
+		case <-r.discardCh:
+			t.Stop()
 		case <-ctx.Done():
 			t.Stop()
 			return false

@@ -49,6 +49,9 @@ func (s *Source) ack(seq uint64, end int64) {
 	// Deferred first, so it runs after the unlock and after commit: whoever
 	// waits for InFlight to reach zero sees the final checkpoint recorded.
 	defer s.inflight.Add(-1)
+	if s.stream != nil {
+		defer s.stream.inflight.Add(-1)
+	}
 	s.amu.Lock()
 	defer s.amu.Unlock()
 	if seq != s.anext {

@@ -1,4 +1,5 @@
-// Command tailship is the log-shipping agent's CLI: run, check and version.
+// Command tailship is the log-shipping agent's CLI: run, check, top and
+// version.
 // It is the only place that calls os.Exit. Exit codes: 0 ok, 1 config error,
 // 2 runtime failure.
 package main
@@ -14,10 +15,12 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/tailship/tailship/agent"
+	"github.com/tailship/tailship/api"
 	_ "github.com/tailship/tailship/inputs/file"
 	_ "github.com/tailship/tailship/outputs/amqp"
 	_ "github.com/tailship/tailship/outputs/file"
@@ -47,6 +50,8 @@ const usage = `usage: tailship <command> [--config FILE]
 commands:
   run      ship logs until SIGINT/SIGTERM, then drain and exit
   check    validate the config and exit (0 valid, 1 invalid)
+  top      show per-file lag and per-output throughput from a running
+           agent's API (--addr HOST:PORT, else api.listen of --config)
   version  print the version
 
 --config defaults to ./tailship.toml, then /etc/tailship/tailship.toml
@@ -65,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help", "--help", "-h":
 		fmt.Fprint(stdout, usage)
 		return exitOK
+	case "top":
+		return runTop(rest, stdout, stderr)
 	case "run", "check":
 	default:
 		fmt.Fprintf(stderr, "tailship: unknown command %q\n\n%s", cmd, usage)
@@ -132,29 +139,56 @@ func runAgent(cfg *agent.Config, stderr io.Writer) int {
 			}
 		}()
 	}
-	a, err := agent.New(cfg, log)
+	srv := api.New(cfg.API, log.With(zap.String("component", "api")))
+	sup, err := agent.NewSupervisor(cfg, log, agent.SupervisorOptions{ObserveLatency: srv.ObserveLatency})
 	if err != nil {
 		log.Error("cannot start", zap.Error(err))
 		return exitRuntime
+	}
+	srv.Attach(sup)
+	if cfg.API.Listen != "" {
+		// Shipping matters more than the API: an address in use is
+		// logged and the agent runs without it (its probes then fail,
+		// which is how an orchestrator notices).
+		if err := srv.Start(); err != nil {
+			log.Error("the API is not available; shipping without it", zap.Error(err))
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			srv.Close(ctx)
+		}()
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	// The signal loop is owned here: it ends when sigs closes, after Run.
+	sigDone := make(chan struct{})
 	go func() {
-		for s := range sigs {
-			if s == syscall.SIGHUP {
-				// Reload arrives with the operations work; until then SIGHUP
-				// must not kill the agent (its default action).
-				log.Warn("SIGHUP received; live reload is not available in this version, config unchanged")
-				continue
+		defer close(sigDone)
+		for {
+			select {
+			case s := <-sigs:
+				if s == syscall.SIGHUP {
+					log.Info("SIGHUP received; reloading the config", zap.String("config", cfg.Path))
+					// Reload reports and logs its own outcome; a bad file
+					// leaves the running config in place.
+					_ = sup.Reload(ctx)
+					continue
+				}
+				log.Info("signal received; stopping", zap.String("signal", s.String()))
+				stop()
+			case <-ctx.Done():
+				return
 			}
-			log.Info("signal received; stopping", zap.String("signal", s.String()))
-			stop()
 		}
 	}()
-	if err := a.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+	err = sup.Run(ctx)
+	stop()
+	<-sigDone
+	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("tailship failed", zap.Error(err))
 		return exitRuntime
 	}

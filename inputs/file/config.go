@@ -3,6 +3,7 @@ package file
 import (
 	"errors"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -128,6 +129,13 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Input, error) {
 	if err != nil {
 		return nil, err
 	}
+	skip, err := abs(bc.SkipPaths)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range skip {
+		exc = append(exc, globQuote(p))
+	}
 	if bc.Checkpoints == nil {
 		return nil, errors.New("file input needs a checkpoint store")
 	}
@@ -135,7 +143,19 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Input, error) {
 	if maxOpen == 0 {
 		maxOpen = defaultMaxOpen()
 	}
-	return &Input{cfg: *c, name: bc.Name, include: inc, exclude: exc, store: bc.Checkpoints, log: bc.Logger, stats: bc.Stats, maxOpen: maxOpen}, nil
+	return &Input{cfg: *c, name: bc.Name, include: inc, exclude: exc, store: bc.Checkpoints, log: bc.Logger, stats: bc.Stats, maxOpen: maxOpen, resumed: bc.Restarted}, nil
+}
+
+// globQuote makes a path match itself only, as an exclude glob.
+func globQuote(p string) string {
+	var b strings.Builder
+	for _, r := range p {
+		if strings.ContainsRune(`*?[]{}\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // defaultMaxOpen leaves half the process's descriptor limit to the rest of

@@ -52,6 +52,7 @@ type Input struct {
 	lastGC   time.Time
 	wg       sync.WaitGroup
 	first    bool          // the first scan: start_at applies only to files found then
+	resumed  bool          // rebuilt by a live reload: no scan is the first
 	rescan   chan struct{} // readers ask for a scan when their file disappears or they close
 	open     atomic.Int64  // descriptors held by readers, including readers winding down
 }
@@ -115,11 +116,13 @@ func (in *Input) Run(ctx context.Context, em pipeline.Emitter) error {
 	if in.stats == nil {
 		in.stats = &pipeline.Stats{}
 	}
+	in.mu.Lock() // Files may be called (by the API) while Run starts
 	in.readers = make(map[fileID]*reader)
+	in.mu.Unlock()
 	in.waiting = make(map[fileID]waitState)
 	in.deferred = make(map[fileID]time.Time)
 	in.rescan = make(chan struct{}, 1)
-	in.first = true
+	in.first = !in.resumed
 	defer in.wg.Wait()
 	wa := newWatcher(in.include, in.log)
 	defer wa.close()

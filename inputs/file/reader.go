@@ -60,6 +60,9 @@ type reader struct {
 	startAtEnd bool
 	log        *zap.Logger
 
+	// shown is src for status, read from other goroutines (the API).
+	shown atomic.Pointer[pipeline.Source]
+
 	mu      sync.Mutex // guards what commit callbacks read: path, fp, gen
 	path    string
 	fp      fingerprint
@@ -322,8 +325,8 @@ func (r *reader) head() fingerprint {
 
 func (r *reader) status() FileStatus {
 	st := FileStatus{Path: r.currentPath(), Size: r.seenSize.Load(), Open: true}
-	if r.src != nil {
-		st.Committed = r.src.Committed()
+	if src := r.shown.Load(); src != nil {
+		st.Committed = src.Committed()
 	}
 	return st
 }
@@ -404,6 +407,7 @@ func (r *reader) newSource(em pipeline.Emitter) {
 		}
 		r.src.Fields = append(slices.Clip(r.src.Fields), k...)
 	}
+	r.shown.Store(r.src)
 }
 
 // commit runs on an output's goroutine when a prefix of this file is
