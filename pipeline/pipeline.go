@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Options configure a Pipeline.
@@ -126,23 +127,32 @@ type Stream struct {
 	// inflight counts the stream's chunks emitted and not yet acknowledged
 	// by every output, over all its sources.
 	inflight atomic.Int64
-	// expand is what parsing adds to a chunk, in bytes per 256 bytes of
-	// its buffer, learned from the chunks parsed so far. NewChunk charges
-	// it up front, so the budget holds from the first chunk on: charging
-	// only after parsing let every reader fill the budget with buffers
-	// whose parsed values then came on top.
+	// expand is what the pool adds to a chunk (its Events and parsed
+	// values), in bytes per 256 bytes of its buffer, learned from the
+	// chunks processed so far. NewChunk charges it up front, so the budget
+	// holds from the first chunk on: charging only after the split let
+	// every reader fill the budget with buffers whose events and fields
+	// then came on top.
 	expand atomic.Int64
 }
 
-// initialExpand is the guess before the first chunk is parsed: JSON lines
-// of ~160 bytes take about four times their size in fields and values.
-const initialExpand = 4 * 256
+// The guesses before the first chunk is processed err on the high side (an
+// overestimate is returned at once, an underestimate overshoots the
+// budget): an 80-byte Event per 16 bytes of lines, and for parsed lines
+// four times their size in fields and values besides.
+const (
+	initialExpandRaw    = 5 * 256
+	initialExpandParsed = 9 * 256
+)
 
 func (s *Stream) expansion() int64 {
 	if v := s.expand.Load(); v > 0 {
 		return v
 	}
-	return initialExpand
+	if s.parser.New != nil {
+		return initialExpandParsed
+	}
+	return initialExpandRaw
 }
 
 // learn folds one parsed chunk into the expansion estimate (a moving
@@ -249,10 +259,7 @@ func (s *Stream) NewSource(name string, commit func(offset int64)) *Source {
 // NewChunk implements Emitter.
 func (s *Stream) NewChunk(ctx context.Context, src *Source, size int) (*Chunk, error) {
 	n := int64(BufClass(size))
-	var est int64
-	if s.parser.New != nil {
-		est = n * s.expansion() / 256
-	}
+	est := n * s.expansion() / 256
 	t0 := time.Now()
 	err := s.p.budget.Acquire(ctx, n+est)
 	if d := time.Since(t0); d > 50*time.Microsecond {
@@ -313,21 +320,24 @@ func (p *Pipeline) process(c *Chunk, w *worker) {
 		if failed > 0 {
 			p.stats.ParseErrors.Add(int64(failed))
 		}
-		// Parsed values can outweigh the line buffer several times
-		// (a Field per member); memory_limit must cover them too.
-		// NewChunk charged an estimate; settle it against the real size.
-		n := a.size()
-		if c.budget != nil {
-			if d := n - c.estimate; d > 0 {
-				c.budget.Charge(d)
-			} else if d < 0 {
-				c.budget.Release(-d)
-			}
-			c.charged += n - c.estimate
-		}
-		c.estimate = 0
-		s.learn(n, len(c.Buf))
 	}
+	// Events and parsed values can outweigh the line buffer several times
+	// (an Event is 80 bytes, more than many lines; a Field per member):
+	// memory_limit covers them. NewChunk charged an estimate; settle it.
+	n := int64(len(c.Events)) * int64(unsafe.Sizeof(Event{}))
+	if c.arena != nil {
+		n += c.arena.size()
+	}
+	if c.budget != nil {
+		if d := n - c.estimate; d > 0 {
+			c.budget.Charge(d)
+		} else if d < 0 {
+			c.budget.Release(-d)
+		}
+		c.charged += n - c.estimate
+	}
+	c.estimate = 0
+	s.learn(n, len(c.Buf))
 	// Without an ordered stage the events are final here, so processors
 	// and the outputs' views run on the pool, in parallel; otherwise at
 	// delivery, after the ordered stage has joined what it joins, so a

@@ -82,9 +82,9 @@ func TestWholePipeline(t *testing.T) {
 	}
 }
 
-// TestBudgetBoundsMemory: with a stalled output, what is charged stays
-// within the limit (plus one chunk class, the reader's pending request is
-// not granted) and the readers wait instead of buffering.
+// TestBudgetBoundsMemory: with a stalled output, what is charged (line
+// buffers and their events) stays within the limit and the readers wait
+// instead of buffering.
 func TestBudgetBoundsMemory(t *testing.T) {
 	const limit = 64 << 10
 	block := make(chan struct{})
@@ -93,7 +93,9 @@ func TestBudgetBoundsMemory(t *testing.T) {
 	in := &pipelinetest.StaticInput{Sources: []string{"a", "b"}, Lines: 20_000, ChunkLines: 300} // 300*12 B: 4 KiB class
 	done := make(chan error, 1)
 	go func() { done <- in.Run(context.Background(), r.stream) }()
-	eventually(t, "the budget to fill", func() bool { return r.p.Budget().Used() > limit-4<<10 })
+	// Each chunk is charged its 4 KiB buffer and its 300 events: the budget
+	// is full once a further chunk does not fit.
+	eventually(t, "the budget to fill", func() bool { return r.p.Budget().Used() > limit/2 })
 	time.Sleep(settle)
 	if u := r.p.Budget().Used(); u > limit {
 		t.Fatalf("budget charged %d beyond its limit %d", u, limit)

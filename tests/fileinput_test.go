@@ -402,13 +402,16 @@ func lenOr0(s []string) int {
 }
 
 // peakRSS reads the process's high-water resident set (VmHWM) in bytes.
-func peakRSS(pid int) int64 {
+func peakRSS(pid int) int64 { return procStatus(pid, "VmHWM:") }
+
+// procStatus reads a size line of /proc/<pid>/status ("VmHWM:") in bytes.
+func procStatus(pid int, key string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmHWM:") {
+		if strings.HasPrefix(l, key) {
 			kb, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
 			return kb << 10
 		}
