@@ -22,6 +22,7 @@ import (
 	_ "github.com/tailship/tailship/outputs/file"
 	_ "github.com/tailship/tailship/outputs/http"
 	_ "github.com/tailship/tailship/outputs/kafka"
+	_ "github.com/tailship/tailship/outputs/nats"
 	_ "github.com/tailship/tailship/outputs/stdout"
 	_ "github.com/tailship/tailship/outputs/tcp"
 	_ "github.com/tailship/tailship/parse"

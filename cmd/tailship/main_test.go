@@ -110,7 +110,7 @@ func TestExampleNetworkOutputsCheck(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
-	if !strings.Contains(out, "ok (1 inputs, 8 outputs)") {
+	if !strings.Contains(out, "ok (1 inputs, 9 outputs)") {
 		t.Errorf("stdout = %q", out)
 	}
 }
