@@ -686,3 +686,30 @@ func TestForcedStopAbandonsWrite(t *testing.T) {
 		t.Fatal("close hangs")
 	}
 }
+
+// TestMaxInFlight: several batches produced at once through the one
+// client; every line arrives exactly once (order across batches is what
+// max_in_flight > 1 gives up).
+func TestMaxInFlight(t *testing.T) {
+	tp := topic(t)
+	c := cluster(t, []string{tp})
+	cfg := testConfig(c, tp)
+	cfg.MaxInFlight = 4
+	cfg.Batch.MaxEvents = 200
+	in := &pipelinetest.StaticInput{Sources: []string{"a", "b", "c"}, Lines: 4000, ChunkLines: 100}
+	r := ship(t, cfg, in, pipelinetest.ShipOptions{})
+	seen := map[string]int{}
+	for _, v := range values(consume(t, c.ListenAddrs(), 3*4000, tp)) {
+		seen[v]++
+	}
+	for _, s := range in.Sources {
+		for i := range in.Lines {
+			if l := strings.TrimSuffix(pipelinetest.Line(s, i), "\n"); seen[l] != 1 {
+				t.Fatalf("line %q arrived %d times", l, seen[l])
+			}
+		}
+	}
+	if len(seen) != 3*4000 || r.Out.Delivered.Load() != 3*4000 {
+		t.Fatalf("%d distinct lines, %d delivered", len(seen), r.Out.Delivered.Load())
+	}
+}

@@ -3,6 +3,9 @@ package nats
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -23,6 +26,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tailship/tailship/config"
+	"github.com/tailship/tailship/config/configtest"
 	"github.com/tailship/tailship/pipeline"
 	"github.com/tailship/tailship/pipeline/pipelinetest"
 )
@@ -125,6 +129,44 @@ func (s *stream) read(t testing.TB, want int) []jetstream.Msg {
 		}
 	}
 	return msgs
+}
+
+// snapshot returns the bodies of every message in the stream now.
+func (s *stream) snapshot() (map[string]bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := s.js.Stream(ctx, s.name)
+	if err != nil {
+		return nil, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, info.State.Msgs)
+	for n := uint64(0); n < info.State.Msgs; {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return nil, err
+		}
+		got := 0
+		for m := range batch.Messages() {
+			out[string(m.Data())] = true
+			got++
+		}
+		if err := batch.Error(); err != nil {
+			return nil, err
+		}
+		if got == 0 {
+			return nil, fmt.Errorf("read %d of %d messages", n, info.State.Msgs)
+		}
+		n += uint64(got)
+	}
+	return out, nil
 }
 
 func bodies(msgs []jetstream.Msg) []string {
@@ -353,8 +395,25 @@ func TestConnectionCut(t *testing.T) {
 				}
 			}
 			px.cut()
+			// While cut, nothing more can be stored: what is committed
+			// now must already be in the stream.
 			time.Sleep(300 * time.Millisecond)
+			committed := map[string]int64{"a": in.Committed("a"), "b": in.Committed("b")}
+			stored, err := s.snapshot()
 			px.restore()
+			if err != nil {
+				t.Errorf("read the stream during cut %d: %v", i+1, err)
+				return
+			}
+			for src, off := range committed {
+				n := int(off / int64(len(pipelinetest.Line(src, 0))))
+				for seq := range n {
+					if !stored[pipelinetest.Line(src, seq)[:len(pipelinetest.Line(src, seq))-1]] {
+						t.Errorf("cut %d: source %s committed %d lines, but line %d is not in the stream", i+1, src, n, seq)
+						break
+					}
+				}
+			}
 		}
 	})
 	r := ship(t, c, in, pipelinetest.ShipOptions{})
@@ -585,5 +644,54 @@ func TestAuth(t *testing.T) {
 			}
 			t.Logf("wrong secret: %v", err)
 		})
+	}
+}
+
+// TestTLS: a server of the test's own that requires TLS; the output
+// verifies it against tls.ca_file (with a tls:// URL, or nats:// and
+// tls.enabled), and an unknown CA fails retryably.
+func TestTLS(t *testing.T) {
+	ca := configtest.NewCA(t)
+	cert := ca.Server()
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
+	kder, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+	addr := ownServer(t, "--tls", "--tlscert", certFile, "--tlskey", keyFile)
+
+	nc, err := nats.Connect("tls://"+addr, nats.Secure(&tls.Config{RootCAs: ca.Pool()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "TLS", Subjects: []string{"tls.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	st := &stream{nc: nc, js: js, name: "TLS", prefix: "tls"}
+
+	for i, url := range []string{"tls://" + addr, "nats://" + addr} {
+		c := testConfig(addr, fmt.Sprintf("tls.logs%d", i))
+		c.URL = url
+		c.TLS = config.TLS{Enabled: true, CAFile: ca.CAFile}
+		in := &pipelinetest.StaticInput{Sources: []string{"a"}, Lines: 1000, ChunkLines: 100}
+		ship(t, c, in, pipelinetest.ShipOptions{})
+		if err := pipelinetest.CheckSequences(bodies(st.read(t, 1000*(i+1)))[1000*i:], in.Want()); err != nil {
+			t.Fatalf("%s: %v", url, err)
+		}
+	}
+
+	c := testConfig(addr, "tls.logs")
+	c.URL = "tls://" + addr
+	c.TLS = config.TLS{Enabled: true}
+	out := build(t, c)
+	defer out.Close(t.Context())
+	err = out.Write(t.Context(), pipeline.NewTestBatch(nil, "x"))
+	if err == nil || pipeline.IsPermanent(err) || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("error %v", err)
 	}
 }
