@@ -43,6 +43,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -318,7 +319,8 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 		// A Write buffers its whole batch before sending any of it (see
 		// the package doc), so the buffer holds every batch in flight.
 		kgo.ManualFlushing(),
-		kgo.MaxBufferedRecords(c.Batch.MaxEvents * c.MaxInFlight),
+		// One more per batch in flight: a record sent again alone.
+		kgo.MaxBufferedRecords((c.Batch.MaxEvents + 1) * c.MaxInFlight),
 		kgo.ProducerBatchMaxBytes(int32(c.MaxMessageBytes)),
 		kgo.ProducerBatchCompression(comp),
 		kgo.RequiredAcks(acks),
@@ -448,13 +450,17 @@ func (o *output) flush(ctx context.Context, w *write) error {
 }
 
 func (w *write) reset(n int) {
-	clear(w.recs)
-	w.recs = w.recs[:0]
-	w.recs = append(w.recs, make([]kgo.Record, n)...)
-	clear(w.errs)
-	w.errs = append(w.errs[:0], make([]error, n)...)
-	w.spans = append(w.spans[:0], make([]span, n)...)
+	w.recs = resize(w.recs, n)
+	w.errs = resize(w.errs, n)
+	w.spans = resize(w.spans, n)
 	w.arena, w.names = w.arena[:0], w.names[:0]
+}
+
+// resize returns s with n zero elements, reusing its array when it fits.
+func resize[T any](s []T, n int) []T {
+	s = slices.Grow(s[:0], n)[:n]
+	clear(s)
+	return s
 }
 
 // build copies every event's key, value and topic into w: the client keeps

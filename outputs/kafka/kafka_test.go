@@ -23,6 +23,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/tailship/tailship/config"
 	"github.com/tailship/tailship/config/configtest"
@@ -581,11 +583,20 @@ func TestSASL(t *testing.T) {
 			// does not carry the password.
 			cfg.SASL = SASL{Mechanism: mech, Username: "shipper", Password: "wrong-pass-xyz"}
 			cfg.DeliveryTimeout = config.Dur(time.Second)
-			out := build(t, cfg)
-			defer out.Close(t.Context())
-			err := out.Write(t.Context(), pipeline.NewTestBatch(nil, "x"))
+			core, logs := observer.New(zap.DebugLevel)
+			out, err := cfg.Build(pipeline.BuildContext{Name: "kafka", Logger: zap.New(core)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = out.Write(t.Context(), pipeline.NewTestBatch(nil, "x"))
+			out.Close(t.Context())
 			if err == nil || pipeline.IsPermanent(err) || strings.Contains(err.Error(), "wrong-pass-xyz") {
 				t.Fatalf("error %v", err)
+			}
+			for _, e := range logs.All() {
+				if line := fmt.Sprintf("%s %v", e.Message, e.ContextMap()); strings.Contains(line, "wrong-pass-xyz") {
+					t.Fatalf("the password is logged: %s", line)
+				}
 			}
 			t.Logf("wrong password: %v", err)
 		})

@@ -24,6 +24,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/tailship/tailship/config"
 	"github.com/tailship/tailship/config/configtest"
@@ -612,6 +614,9 @@ func TestAuth(t *testing.T) {
 		{"user and password", []string{"--user", "shipper", "--pass", "pa55-s3cret"},
 			func(c *Config) { c.User, c.PasswordFile = "shipper", pwFile },
 			func(c *Config) { c.User, c.Password = "shipper", "wrong-pa55-xyz" }, "wrong-pa55-xyz", nats.UserInfo("shipper", "pa55-s3cret")},
+		{"credentials in the URL", []string{"--user", "shipper", "--pass", "pa55-s3cret"},
+			func(c *Config) { c.URL = strings.Replace(c.URL, "nats://", "nats://shipper:pa55-s3cret@", 1) },
+			func(c *Config) { c.URL = strings.Replace(c.URL, "nats://", "nats://shipper:wrong-pa55-xyz@", 1) }, "wrong-pa55-xyz", nats.UserInfo("shipper", "pa55-s3cret")},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -636,11 +641,20 @@ func TestAuth(t *testing.T) {
 
 			c = testConfig(addr, "auth.logs")
 			tc.bad(c)
-			out := build(t, c)
-			defer out.Close(t.Context())
+			core, logs := observer.New(zap.DebugLevel)
+			out, err := c.Build(pipeline.BuildContext{Name: "nats", Logger: zap.New(core)})
+			if err != nil {
+				t.Fatal(err)
+			}
 			err = out.Write(t.Context(), pipeline.NewTestBatch(nil, "x"))
+			out.Close(t.Context())
 			if err == nil || pipeline.IsPermanent(err) || strings.Contains(err.Error(), tc.secret) {
 				t.Fatalf("error %v", err)
+			}
+			for _, e := range logs.All() {
+				if line := fmt.Sprintf("%s %v", e.Message, e.ContextMap()); strings.Contains(line, tc.secret) {
+					t.Fatalf("the secret is logged: %s", line)
+				}
 			}
 			t.Logf("wrong secret: %v", err)
 		})
