@@ -14,7 +14,12 @@
 // of the batch is retried by the runner, in order, even the messages
 // acknowledged after it: a message the server stored whose acknowledgement
 // was lost is then stored twice (at least once), and no message overtakes
-// an earlier one of its file. A message larger than the server's
+// an earlier one of its file. The first message of a batch is sent alone
+// and acknowledged before the rest, so a batch meets a missing stream (or
+// a server that cannot store) with nothing sent behind it; only a server
+// that refuses a message in the middle of a batch and stores later ones
+// (a stream limit reached and lifted at that moment) can still put a
+// retried message after later ones. A message larger than the server's
 // max_payload, or than the stream's max_msg_size, is rejected permanently
 // (dead-lettered); publishing the batch goes on without it.
 //
@@ -362,6 +367,8 @@ func (o *output) Write(ctx context.Context, b *pipeline.Batch) error {
 	stop := n // publishing stopped here: this message and the rest were not sent
 	var body, subj []byte
 	i := 0
+	probed := false
+loop:
 	for src, ev := range b.All() {
 		// Each message owns its bytes: the client keeps them until
 		// acknowledged, which can be after a forced stop returns.
@@ -385,9 +392,30 @@ func (o *output) Write(ctx context.Context, b *pipeline.Batch) error {
 				continue
 			}
 			stop = i // disconnected, or too many pending: the rest waits for the retry
-			break
+			break loop
 		}
 		futures[i] = f
+		if !probed {
+			// The first message goes alone: when no stream holds the
+			// subject, or the server cannot store, the batch stops here
+			// rather than have its later messages stored by a stream
+			// that appears (or recovers) while the earlier ones fail.
+			probed = true
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				fails[i] = err
+				if rejected[i] = tooLarge(err); !rejected[i] {
+					stop = i + 1
+					futures[i] = nil
+					break loop
+				}
+				probed = false // the next message goes alone instead
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			futures[i] = nil
+		}
 		i++
 	}
 	// Wait for the acknowledgements of what was sent; the async
