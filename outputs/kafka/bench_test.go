@@ -42,7 +42,7 @@ func benchPipelineToKafka(b *testing.B, format, comp string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
+	defer closeCluster(c)
 
 	cfg := DefaultConfig()
 	cfg.Brokers = c.ListenAddrs()

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -43,8 +45,22 @@ func cluster(t testing.TB, topics []string, opts ...kfake.Opt) *kfake.Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.Close)
+	t.Cleanup(func() { closeCluster(c) })
 	return c
+}
+
+// closeCluster closes c and waits until kfake's goroutines are gone: Close
+// only signals them, and on a loaded machine they can outlast goleak's
+// patience at the end of the package. Only one cluster may be open.
+func closeCluster(c *kfake.Cluster) {
+	c.Close()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		if !bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("franz-go/pkg/kfake.")) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func testConfig(c *kfake.Cluster, topic string) *Config {
@@ -551,7 +567,7 @@ func TestBrokerDownThenUp(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	defer c.Close()
+	defer closeCluster(c)
 	r := <-done
 	if in.Committed("a") != in.Size("a") {
 		t.Fatalf("committed %d of %d", in.Committed("a"), in.Size("a"))
