@@ -297,7 +297,7 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 		return nil, fmt.Errorf("compression: %w", err)
 	}
 	o := &output{
-		log:      log.With(zap.String("output", bc.Name)),
+		log:      log, // the agent names the output in it
 		brokers:  strings.Join(c.Brokers, ","),
 		topic:    topic,
 		keyField: c.KeyField,

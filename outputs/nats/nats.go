@@ -270,7 +270,7 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 		}
 	}
 	o := &output{
-		log:        log.With(zap.String("output", bc.Name)),
+		log:        log, // the agent names the output in it
 		url:        c.URL,
 		shown:      strings.Join(shown, ","),
 		subject:    subject,
