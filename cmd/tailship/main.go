@@ -25,6 +25,8 @@ import (
 	_ "github.com/tailship/tailship/outputs/amqp"
 	_ "github.com/tailship/tailship/outputs/file"
 	_ "github.com/tailship/tailship/outputs/http"
+	_ "github.com/tailship/tailship/outputs/kafka"
+	_ "github.com/tailship/tailship/outputs/nats"
 	_ "github.com/tailship/tailship/outputs/redis"
 	_ "github.com/tailship/tailship/outputs/stdout"
 	_ "github.com/tailship/tailship/outputs/tcp"

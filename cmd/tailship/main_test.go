@@ -118,7 +118,7 @@ func TestExampleNetworkOutputsCheck(t *testing.T) {
 			outputs++
 		}
 	}
-	if !strings.Contains(out, fmt.Sprintf("ok (1 inputs, %d outputs)", outputs)) || outputs < 9 {
+	if !strings.Contains(out, fmt.Sprintf("ok (1 inputs, %d outputs)", outputs)) || outputs < 11 {
 		t.Errorf("stdout = %q", out)
 	}
 }
