@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tailship/tailship/inputs/file"
+	"github.com/tailship/tailship/pipeline"
 )
 
 // Status is a snapshot of the running agent, for /status, /metrics and
@@ -33,6 +34,9 @@ type Status struct {
 
 	Inputs  []InputStatus  `json:"inputs"`
 	Outputs []OutputStatus `json:"outputs"`
+	// Series are the values aggregate processors expose, of the last
+	// window each closed; /metrics serves them as tailship_aggregate_*.
+	Series []pipeline.Series `json:"series,omitempty"`
 }
 
 // InputStatus is one input and the files it follows now.
@@ -111,6 +115,7 @@ func (a *Agent) status(st Status) Status {
 	st.MemoryUsed = a.pipe.Budget().Used()
 	st.MemoryLimit = a.pipe.Budget().Limit()
 	st.CheckpointAge = a.store.Age().Seconds()
+	st.Series = a.Series()
 
 	for _, ni := range inputs {
 		is := InputStatus{Name: ni.name, Type: ni.typ, Started: ni.started, Files: []FileStatus{},

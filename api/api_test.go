@@ -29,6 +29,8 @@ import (
 	_ "github.com/tailship/tailship/inputs/file"
 	_ "github.com/tailship/tailship/outputs/file"
 	_ "github.com/tailship/tailship/outputs/http"
+	_ "github.com/tailship/tailship/parse"
+	_ "github.com/tailship/tailship/processors"
 )
 
 func TestMain(m *testing.M) {
@@ -563,5 +565,72 @@ func TestStatusMasksSecrets(t *testing.T) {
 	}
 	if got := agent.MaskSecrets("dial tcp 127.0.0.1:9: connection refused"); got != "dial tcp 127.0.0.1:9: connection refused" {
 		t.Errorf("an error without secrets changed: %q", got)
+	}
+}
+
+// TestAggregateGauges: an aggregate processor's last closed window is on
+// /metrics as tailship_aggregate_<name>_<stat>{group_by labels}. The lines
+// are written in one go, so one chunk, parsed in one pass, falls into one
+// window.
+func TestAggregateGauges(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.log")
+	cfgPath := filepath.Join(dir, "t.toml")
+	writeFile(t, cfgPath, fmt.Sprintf(`
+[agent]
+data_dir = %q
+[api]
+listen = "127.0.0.1:0"
+[inputs.app]
+type = "file"
+include = [%q]
+poll_interval = "20ms"
+parser = "logfmt"
+[[inputs.app.processors]]
+type = "aggregate"
+name = "req"
+group_by = ["status"]
+field = "ms"
+width = "500ms"
+drop_events = true
+[outputs.out]
+type = "file"
+inputs = ["app"]
+path = %q
+batch = { timeout = "20ms" }
+`, filepath.Join(dir, "data"), filepath.Join(dir, "app*.log"), out))
+	s := startStack(t, cfgPath)
+	var b strings.Builder
+	want := map[string]map[string]float64{
+		"200": {"count": 0, "sum": 0, "min": 1e9, "max": -1e9},
+		"500": {"count": 0, "sum": 0, "min": 1e9, "max": -1e9},
+	}
+	for i := range 300 {
+		status, ms := "200", float64(i%10)
+		if i%3 == 0 {
+			status, ms = "500", 100+float64(i%7)
+		}
+		w := want[status]
+		w["count"]++
+		w["sum"] += ms
+		w["min"], w["max"] = min(w["min"], ms), max(w["max"], ms)
+		fmt.Fprintf(&b, "seq=%d status=%s ms=%g\n", i, status, ms)
+	}
+	writeFile(t, filepath.Join(dir, "app.log"), b.String())
+	var fams map[string]*dto.MetricFamily
+	waitFor(t, "the window to close", func() bool {
+		fams = s.metrics()
+		f := fams["tailship_aggregate_req_count"]
+		return f != nil && len(f.Metric) == 2
+	})
+	for status, stats := range want {
+		for stat, v := range stats {
+			if got := value(t, fams, "tailship_aggregate_req_"+stat, map[string]string{"status": status}); got != v {
+				t.Errorf("tailship_aggregate_req_%s{status=%q} = %v, want %v", stat, status, got, v)
+			}
+		}
+		if got := value(t, fams, "tailship_aggregate_req_avg", map[string]string{"status": status}); got != stats["sum"]/stats["count"] {
+			t.Errorf("avg{status=%q} = %v, want %v", status, got, stats["sum"]/stats["count"])
+		}
 	}
 }

@@ -96,6 +96,19 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(dFileLag, float64(maxLag(in.Files, f.Path)), in.Name, f.Path)
 		}
 	}
+	// Aggregate processors' windows, log-to-metric: a gauge per series,
+	// named after the processor (tailship_aggregate_<name>_<stat>).
+	for _, s := range st.Series {
+		names := make([]string, len(s.Labels))
+		values := make([]string, len(s.Labels))
+		for i, l := range s.Labels {
+			names[i], values[i] = l.Name, l.Value
+		}
+		m, err := prometheus.NewConstMetric(desc("aggregate_"+s.Name, s.Help, names...), prometheus.GaugeValue, s.Value, values...)
+		if err == nil {
+			ch <- m
+		}
+	}
 	for _, o := range st.Outputs {
 		gauge(dQueueEvents, float64(o.QueueEvents), o.Name)
 		gauge(dQueueBytes, float64(o.QueueBytes), o.Name)
