@@ -128,6 +128,14 @@ func runAgent(cfg *agent.Config, stderr io.Writer) int {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(2*int64(cfg.Agent.MemoryLimit) + 20<<20)
 	}
+	// The heap between collections, halved: the pipeline allocates almost
+	// nothing per line, so collections stay rare, and the peak no longer
+	// creeps up with the length of a run (raw file -> TCP: 31 MiB for a
+	// 100 MB backlog and 32-33 MiB for 2 GB, against 31 and 35-38 MiB at
+	// the default 100). GOGC, when set, wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
 	// Profiles for performance work: go run ./tests/bench passes the
 	// environment on to the agent it starts.
 	if p := os.Getenv("TAILSHIP_CPUPROFILE"); p != "" {
