@@ -25,6 +25,7 @@ type rig struct {
 	out   *pipelinetest.Capture
 	down  atomic.Bool
 	stats *pipeline.Stats
+	input pipeline.Input
 	stop  func()
 	once  sync.Once
 }
@@ -52,6 +53,7 @@ func startRig(t *testing.T, in pipeline.InputConfig, name string, down bool, set
 	if err != nil {
 		t.Fatal(err)
 	}
+	rg.input = input
 	os := pipeline.DefaultOutputSettings()
 	os.Inputs = []string{name}
 	os.Batch.Timeout = config.Dur(10 * time.Millisecond)
