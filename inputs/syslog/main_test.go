@@ -21,13 +21,16 @@ func TestMain(m *testing.M) {
 // rig runs one input through a real pipeline (pool, reorder, runner with
 // retries) into a capturing output that can be switched down.
 type rig struct {
-	t     *testing.T
-	out   *pipelinetest.Capture
-	down  atomic.Bool
-	stats *pipeline.Stats
-	input pipeline.Input
-	stop  func()
-	once  sync.Once
+	t    *testing.T
+	out  *pipelinetest.Capture
+	down atomic.Bool
+	// giveUp makes stop drop what the failing output holds instead of
+	// delivering it, once the input has returned: as if the agent died.
+	giveUp atomic.Bool
+	stats  *pipeline.Stats
+	input  pipeline.Input
+	stop   func()
+	once   sync.Once
 }
 
 func startRig(t *testing.T, in pipeline.InputConfig, name string, down bool, set ...func(*pipelinetest.Capture)) *rig {
@@ -85,7 +88,11 @@ func startRig(t *testing.T, in pipeline.InputConfig, name string, down bool, set
 		rg.once.Do(func() {
 			cancel()
 			wg.Wait()
-			rg.down.Store(false)
+			if rg.giveUp.Load() {
+				r.Discard()
+			} else {
+				rg.down.Store(false)
+			}
 			p.Drain()
 			sctx, scancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer scancel()
