@@ -43,6 +43,12 @@ type Config struct {
 	// partition begins: earliest or latest.
 	StartOffset string `toml:"start_offset"`
 	ClientID    string `toml:"client_id"`
+	// SessionTimeout is how long the group waits for a member that
+	// stopped heartbeating (a killed agent) before its partitions move.
+	SessionTimeout config.Duration `toml:"session_timeout"`
+	// InstanceID makes the member static (KIP-345): a restarted agent with
+	// the same id takes its partitions back without a rebalance.
+	InstanceID string `toml:"instance_id"`
 	// CommitInterval is how often delivered offsets are committed; a
 	// crash repeats at most what was delivered in this window.
 	CommitInterval config.Duration `toml:"commit_interval"`
@@ -75,6 +81,7 @@ func defaults() *Config {
 		InputSettings:  pipeline.DefaultInputSettings(),
 		StartOffset:    "earliest",
 		ClientID:       "tailship",
+		SessionTimeout: config.Dur(45 * time.Second),
 		CommitInterval: config.Dur(time.Second),
 		MaxPollRecords: 10000,
 		DrainTimeout:   config.Dur(5 * time.Second),
@@ -109,6 +116,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CommitInterval.D() < 10*time.Millisecond {
 		add("commit_interval", "must be at least 10ms")
+	}
+	if c.SessionTimeout.D() < time.Second {
+		add("session_timeout", "must be at least 1s")
 	}
 	if c.MaxPollRecords < 1 {
 		add("max_poll_records", "must be at least 1")
@@ -161,6 +171,10 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Input, error) {
 		kgo.ConsumerGroup(c.Group),
 		kgo.ConsumeTopics(c.Topics...),
 		kgo.DisableAutoCommit(),
+		kgo.SessionTimeout(c.SessionTimeout.D()),
+	}
+	if c.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(c.InstanceID))
 	}
 	if c.TopicsRegex {
 		opts = append(opts, kgo.ConsumeRegex())
