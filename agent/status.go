@@ -25,6 +25,9 @@ type Status struct {
 	FilesOpen      int64            `json:"files_open"`
 	Dropped        map[string]int64 `json:"events_dropped"`
 	LostBytes      map[string]int64 `json:"lost_bytes"`
+	// ConsumerLag is, per "input/topic/partition" of a kafka input, the
+	// messages not yet committed (high watermark minus committed offset).
+	ConsumerLag map[string]int64 `json:"consumer_lag,omitempty"`
 	MemoryUsed     int64            `json:"memory_used_bytes"`
 	MemoryLimit    int64            `json:"memory_limit_bytes"`
 	// CheckpointAge is how long the oldest acknowledged position not yet
@@ -108,6 +111,7 @@ func (a *Agent) status(st Status) Status {
 	st.FilesOpen = stats.FilesOpen.Load()
 	st.Dropped = stats.DroppedByReason()
 	st.LostBytes = stats.LostBytesByReason()
+	st.ConsumerLag = stats.LagByKey()
 	st.MemoryUsed = a.pipe.Budget().Used()
 	st.MemoryLimit = a.pipe.Budget().Limit()
 	st.CheckpointAge = a.store.Age().Seconds()
