@@ -28,8 +28,8 @@ type Status struct {
 	// ConsumerLag is, per "input/topic/partition" of a kafka input, the
 	// messages not yet committed (high watermark minus committed offset).
 	ConsumerLag map[string]int64 `json:"consumer_lag,omitempty"`
-	MemoryUsed     int64            `json:"memory_used_bytes"`
-	MemoryLimit    int64            `json:"memory_limit_bytes"`
+	MemoryUsed  int64            `json:"memory_used_bytes"`
+	MemoryLimit int64            `json:"memory_limit_bytes"`
 	// CheckpointAge is how long the oldest acknowledged position not yet
 	// written to disk has waited (0: the file on disk is current).
 	CheckpointAge float64 `json:"checkpoint_age_seconds"`
