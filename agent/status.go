@@ -25,14 +25,14 @@ type Status struct {
 	FilesOpen      int64            `json:"files_open"`
 	Dropped        map[string]int64 `json:"events_dropped"`
 	LostBytes      map[string]int64 `json:"lost_bytes"`
-	// ConsumerLag is, per "input/topic/partition" of a kafka input, the
-	// messages not yet committed (high watermark minus committed offset).
-	ConsumerLag map[string]int64 `json:"consumer_lag,omitempty"`
-	MemoryUsed  int64            `json:"memory_used_bytes"`
-	MemoryLimit int64            `json:"memory_limit_bytes"`
+	MemoryUsed     int64            `json:"memory_used_bytes"`
+	MemoryLimit    int64            `json:"memory_limit_bytes"`
 	// CheckpointAge is how long the oldest acknowledged position not yet
 	// written to disk has waited (0: the file on disk is current).
 	CheckpointAge float64 `json:"checkpoint_age_seconds"`
+	// ConsumerLag is, per "input/topic/partition" of a kafka input, the
+	// messages not yet committed (high watermark minus committed offset).
+	ConsumerLag map[string]int64 `json:"consumer_lag,omitempty"`
 
 	Inputs  []InputStatus  `json:"inputs"`
 	Outputs []OutputStatus `json:"outputs"`
