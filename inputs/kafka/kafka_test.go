@@ -20,7 +20,7 @@ import (
 
 const partitions = 3
 
-func newCluster(t *testing.T, topic string) []string {
+func newCluster(t testing.TB, topic string) []string {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic))
 	if err != nil {

@@ -21,7 +21,7 @@ func TestMain(m *testing.M) {
 // rig runs one input through a real pipeline (pool, reorder, runner with
 // retries) into a capturing output that can be switched down.
 type rig struct {
-	t    *testing.T
+	t    testing.TB
 	out  *pipelinetest.Capture
 	down atomic.Bool
 	// giveUp makes stop drop what the failing output holds instead of
@@ -33,7 +33,7 @@ type rig struct {
 	once   sync.Once
 }
 
-func startRig(t *testing.T, in pipeline.InputConfig, name string, down bool, set ...func(*pipelinetest.Capture)) *rig {
+func startRig(t testing.TB, in pipeline.InputConfig, name string, down bool, set ...func(*pipelinetest.Capture)) *rig {
 	t.Helper()
 	if err := in.Validate(); err != nil {
 		t.Fatal(err)
@@ -114,7 +114,7 @@ var errDown = downError{}
 
 // waitFor polls cond: a wait for progress, not a speed assertion; the
 // deadline only keeps a broken input from hanging CI.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {

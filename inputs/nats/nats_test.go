@@ -23,7 +23,7 @@ const server = "nats://127.0.0.1:4222"
 // newStream connects to the real server and creates a stream with a
 // unique name and subject, deleted after the test. It skips when the
 // server is unreachable (failing under TAILSHIP_REQUIRE_SERVICES=1, as in CI).
-func newStream(t *testing.T) (jetstream.JetStream, string, string) {
+func newStream(t testing.TB) (jetstream.JetStream, string, string) {
 	t.Helper()
 	nc, err := nats.Connect(server, nats.Timeout(2*time.Second))
 	if err != nil {
