@@ -354,3 +354,57 @@ func TestUDPDropsCounted(t *testing.T) {
 	}
 	t.Logf("%d of %d datagrams delivered, %d counted as dropped by the kernel", delivered, n, dropped.Load())
 }
+
+// TestTCPBackpressure: while the output is down the input stops reading,
+// so the sender's writes block once the memory budget and the socket
+// buffers are full; once the output is back every message arrives once.
+func TestTCPBackpressure(t *testing.T) {
+	rg, addr := listen(t, "tcp", func(c *Config) { c.Parser = "none" })
+	rg.down.Store(true)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const perBlock = 10000
+	block := func(b int) []byte {
+		var sb strings.Builder
+		for i := b * perBlock; i < (b+1)*perBlock; i++ {
+			fmt.Fprintf(&sb, "bp %08d %s\n", i, strings.Repeat("x", 87)) // 100 bytes
+		}
+		return []byte(sb.String())
+	}
+	blocks, blocked := 0, false
+	var rest []byte
+	for blocks < 200 && !blocked { // 200 MB: far beyond budget, queue and socket buffers
+		buf := block(blocks)
+		_ = conn.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
+		n, err := conn.Write(buf)
+		blocks++
+		if err != nil {
+			if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+				t.Fatal(err)
+			}
+			blocked, rest = true, buf[n:]
+		}
+	}
+	if !blocked {
+		t.Fatalf("wrote %d MB to a stalled pipeline without blocking: the input reads without bound", blocks)
+	}
+	t.Logf("the sender blocked after about %d MB", blocks)
+	rg.down.Store(false)
+	_ = conn.SetWriteDeadline(time.Time{})
+	if _, err := conn.Write(rest); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	n := blocks * perBlock
+	waitFor(t, "messages", func() bool { return rg.out.Len() >= n })
+	got := messages(rg.out.Lines(), "tcp")
+	for i := range got {
+		got[i] = got[i][:len("bp 00000000")]
+	}
+	if err := pipelinetest.CheckSequences(got, map[string]int{"bp": n}); err != nil {
+		t.Fatal(err)
+	}
+}
