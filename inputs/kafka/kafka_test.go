@@ -232,12 +232,14 @@ func TestRebalanceDeliversEverything(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	c := defaults()
+	c.Parser = "cri"
+	c.Multiline.Preset = "java"
 	c.StartOffset = "middle"
 	c.TopicsRegex = true
 	c.Topics = []string{"("}
 	c.SASL.Username = "u"
 	err := c.Validate()
-	for _, key := range []string{"brokers", "group", "start_offset", "topics", "sasl.username"} {
+	for _, key := range []string{"multiline", "parser", "brokers", "group", "start_offset", "topics", "sasl.username"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("error %v does not name %s", err, key)
 		}

@@ -185,9 +185,11 @@ func TestMessageWithNewlinesIsOneEvent(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	c := defaults()
+	c.Parser = "cri"
+	c.Multiline.Preset = "java"
 	c.DeliverPolicy, c.User = "sometimes", "u"
 	err := c.Validate()
-	for _, key := range []string{"stream", "consumer", "deliver_policy", "user"} {
+	for _, key := range []string{"multiline", "parser", "stream", "consumer", "deliver_policy", "user"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("error %v does not name %s", err, key)
 		}

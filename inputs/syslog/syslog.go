@@ -95,6 +95,14 @@ func defaults() *Config {
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(key, f string, a ...any) { errs = append(errs, config.Errorf(key, f, a...)) }
+	// Multiline and the cri/docker reassembly place checkpoints by byte
+	// position in a line buffer; a message source's offsets are not bytes.
+	if c.Multiline.Enabled() {
+		add("multiline", "is for line sources (files): a syslog message is already one event")
+	}
+	if c.Parser == "cri" || c.Parser == "docker" {
+		add("parser", "%q reassembles container runtime log lines in files; use json or none for messages", c.Parser)
+	}
 	switch c.Mode {
 	case "tcp", "udp":
 	default:

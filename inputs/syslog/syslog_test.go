@@ -291,10 +291,12 @@ func TestReadFrame(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	c := defaults()
+	c.Parser = "cri"
+	c.Multiline.Preset = "java"
 	c.Mode, c.Framing, c.MaxConnections = "sctp", "lines", 0
 	c.TLS.CertFile = "x"
 	err := c.Validate()
-	for _, key := range []string{"mode", "address", "framing", "max_connections", "tls.cert_file"} {
+	for _, key := range []string{"multiline", "parser", "mode", "address", "framing", "max_connections", "tls.cert_file"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("error %v does not name %s", err, key)
 		}
