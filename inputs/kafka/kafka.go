@@ -213,6 +213,9 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Input, error) {
 		}
 		opts = append(opts, kgo.SASL(plain.Auth{User: c.SASL.Username, Pass: pw}.AsMechanism()))
 	}
+	// The client's own warnings (a refused SASL login, a group join
+	// failing) are the only report of some failures.
+	opts = append(opts, kgo.WithLogger(kgoLogger{log}))
 	in := &Input{cfg: *c, name: bc.Name, log: log, stats: stats, parts: map[tp]*part{}}
 	opts = append(opts,
 		kgo.OnPartitionsAssigned(in.assigned),
@@ -377,6 +380,14 @@ func (in *Input) Run(ctx context.Context, e pipeline.Emitter) error {
 		return fmt.Errorf("kafka client for %s: %w", strings.Join(in.cfg.Brokers, ","), err)
 	}
 	in.cl = cl
+	// The client retries a refused login or an unreachable cluster
+	// quietly; one probe at start says so in the log. The input keeps
+	// running either way, so an agent starts while Kafka is down.
+	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+	if err := cl.Ping(pctx); err != nil && ctx.Err() == nil {
+		in.log.Warn("kafka brokers not usable yet; retrying", zap.Strings("brokers", in.cfg.Brokers), zap.Error(err))
+	}
+	pcancel()
 	var wg sync.WaitGroup
 	stopCommit := make(chan struct{})
 	wg.Add(1)
@@ -523,4 +534,21 @@ func metadata(r *kgo.Record) []pipeline.Field {
 		m = append(m, pipeline.Field{Key: "timestamp", Value: r.Timestamp.UTC().Format(time.RFC3339Nano)})
 	}
 	return []pipeline.Field{{Key: "metadata", Value: m}}
+}
+
+// kgoLogger passes the client's warnings and errors to the agent's log.
+type kgoLogger struct{ log *zap.Logger }
+
+func (l kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	fields := make([]zap.Field, 0, len(keyvals)/2)
+	for i := 0; i+1 < len(keyvals); i += 2 {
+		fields = append(fields, zap.Any(fmt.Sprint(keyvals[i]), keyvals[i+1]))
+	}
+	if level == kgo.LogLevelError {
+		l.log.Error("kafka client: "+msg, fields...)
+	} else {
+		l.log.Warn("kafka client: "+msg, fields...)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 
 	"github.com/tailship/tailship/config"
 	"github.com/tailship/tailship/pipeline"
@@ -21,19 +22,25 @@ func TestMain(m *testing.M) {
 // rig runs one input through a real pipeline (pool, reorder, runner with
 // retries) into a capturing output that can be switched down.
 type rig struct {
-	t    testing.TB
-	out  *pipelinetest.Capture
-	down atomic.Bool
+	t     testing.TB
+	out   *pipelinetest.Capture
+	down  atomic.Bool
 	// giveUp makes stop drop what the failing output holds instead of
 	// delivering it, once the input has returned: as if the agent died.
 	giveUp atomic.Bool
-	stats  *pipeline.Stats
-	input  pipeline.Input
-	stop   func()
-	once   sync.Once
+	stats *pipeline.Stats
+	input pipeline.Input
+	stop  func()
+	once  sync.Once
 }
 
 func startRig(t testing.TB, in pipeline.InputConfig, name string, down bool, set ...func(*pipelinetest.Capture)) *rig {
+	t.Helper()
+	return startRigLog(t, in, name, down, nil, set...)
+}
+
+// startRigLog is startRig with the input's logger.
+func startRigLog(t testing.TB, in pipeline.InputConfig, name string, down bool, log *zap.Logger, set ...func(*pipelinetest.Capture)) *rig {
 	t.Helper()
 	if err := in.Validate(); err != nil {
 		t.Fatal(err)
@@ -52,7 +59,7 @@ func startRig(t testing.TB, in pipeline.InputConfig, name string, down bool, set
 	for _, f := range set {
 		f(rg.out)
 	}
-	input, err := in.Build(pipeline.BuildContext{Name: name, Stats: rg.stats})
+	input, err := in.Build(pipeline.BuildContext{Name: name, Stats: rg.stats, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
