@@ -58,7 +58,9 @@ func TestSASLPlain(t *testing.T) {
 				t.Fatal(err)
 			}
 		} else {
-			waitFor(t, "the refused login in the log", func() bool { return logs.FilterLevelExact(zap.WarnLevel).Len()+logs.FilterLevelExact(zap.ErrorLevel).Len() > 0 })
+			waitFor(t, "the refused login in the log", func() bool {
+				return logs.FilterLevelExact(zap.WarnLevel).Len()+logs.FilterLevelExact(zap.ErrorLevel).Len() > 0
+			})
 		}
 		rg.stop()
 		if rg.out.Len() != tc.want {

@@ -22,16 +22,16 @@ func TestMain(m *testing.M) {
 // rig runs one input through a real pipeline (pool, reorder, runner with
 // retries) into a capturing output that can be switched down.
 type rig struct {
-	t     testing.TB
-	out   *pipelinetest.Capture
-	down  atomic.Bool
+	t    testing.TB
+	out  *pipelinetest.Capture
+	down atomic.Bool
 	// giveUp makes stop drop what the failing output holds instead of
 	// delivering it, once the input has returned: as if the agent died.
 	giveUp atomic.Bool
-	stats *pipeline.Stats
-	input pipeline.Input
-	stop  func()
-	once  sync.Once
+	stats  *pipeline.Stats
+	input  pipeline.Input
+	stop   func()
+	once   sync.Once
 }
 
 func startRig(t testing.TB, in pipeline.InputConfig, name string, down bool, set ...func(*pipelinetest.Capture)) *rig {
