@@ -410,3 +410,39 @@ func TestTCPBackpressure(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRFC3164AndRFC5424Parsed: classic BSD syslog and RFC 5424 frames sent
+// raw over UDP are parsed into their fields, with the peer as metadata.
+func TestRFC3164AndRFC5424Parsed(t *testing.T) {
+	fields := func(src *pipeline.Source, ev *pipeline.Event) string {
+		var out []string
+		for _, k := range []string{"hostname", "appname", "procid", "severity", "message", "metadata.protocol"} {
+			v, _ := pipeline.Lookup(src, ev, k)
+			out = append(out, fmt.Sprintf("%s=%v", k, v))
+		}
+		peer, _ := pipeline.Lookup(src, ev, "metadata.peer")
+		if s, _ := peer.(string); !strings.HasPrefix(s, "127.0.0.1:") {
+			out = append(out, fmt.Sprintf("bad peer %v", peer))
+		}
+		return strings.Join(out, " ")
+	}
+	c := defaults()
+	c.Mode, c.Address = "udp", "127.0.0.1:0"
+	rg := startRig(t, c, "syslog", false, func(c *pipelinetest.Capture) { c.Render = fields })
+	conn, err := net.Dial("udp", rg.input.(*Input).Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte("<34>Oct 11 22:14:15 mymachine su[99]: 'su root' failed for lonvick on /dev/pts/8"))
+	waitFor(t, "first", func() bool { return rg.out.Len() == 1 })
+	conn.Write([]byte(`<165>1 2003-10-11T22:14:15.003Z host.example.com evntslog 42 ID47 [exampleSDID@32473 iut="3"] An application event` + "\n"))
+	waitFor(t, "second", func() bool { return rg.out.Len() == 2 })
+	want := []string{
+		"hostname=mymachine appname=su procid=99 severity=2 message='su root' failed for lonvick on /dev/pts/8 metadata.protocol=udp",
+		"hostname=host.example.com appname=evntslog procid=42 severity=5 message=An application event metadata.protocol=udp",
+	}
+	if got := rg.out.Lines(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got\n%q\nwant\n%q", got, want)
+	}
+}
