@@ -105,6 +105,8 @@ func (in *Input) runTCP(ctx context.Context, e pipeline.Emitter) error {
 	}
 }
 
+const handshakeTimeout = 10 * time.Second
+
 // errFraming is a stream that is not syslog framing; the connection is
 // closed since its message boundaries are lost.
 var errFraming = errors.New("bad octet-counted frame")
@@ -113,6 +115,17 @@ var errFraming = errors.New("bad octet-counted frame")
 // the pipeline, which is the backpressure TCP senders see.
 func (in *Input) serve(ctx context.Context, e pipeline.Emitter, conn net.Conn) {
 	peer := conn.RemoteAddr().String()
+	if tc, ok := conn.(*tls.Conn); ok {
+		// A client that never completes the handshake must not hold one
+		// of max_connections for good.
+		hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			in.log.Warn("syslog TLS handshake failed", zap.String("peer", peer), zap.Error(err))
+			return
+		}
+	}
 	if rb := int(in.cfg.ReceiveBuffer); rb > 0 {
 		if tc, ok := conn.(*net.TCPConn); ok {
 			_ = tc.SetReadBuffer(rb)
