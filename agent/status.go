@@ -31,6 +31,9 @@ type Status struct {
 	// CheckpointAge is how long the oldest acknowledged position not yet
 	// written to disk has waited (0: the file on disk is current).
 	CheckpointAge float64 `json:"checkpoint_age_seconds"`
+	// ConsumerLag is, per "input/topic/partition" of a kafka input, the
+	// messages not yet committed (high watermark minus committed offset).
+	ConsumerLag map[string]int64 `json:"consumer_lag,omitempty"`
 
 	Inputs  []InputStatus  `json:"inputs"`
 	Outputs []OutputStatus `json:"outputs"`
@@ -112,6 +115,7 @@ func (a *Agent) status(st Status) Status {
 	st.FilesOpen = stats.FilesOpen.Load()
 	st.Dropped = stats.DroppedByReason()
 	st.LostBytes = stats.LostBytesByReason()
+	st.ConsumerLag = stats.LagByKey()
 	st.MemoryUsed = a.pipe.Budget().Used()
 	st.MemoryLimit = a.pipe.Budget().Limit()
 	st.CheckpointAge = a.store.Age().Seconds()

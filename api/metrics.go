@@ -2,6 +2,7 @@ package api
 
 import (
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,7 @@ var (
 	dFilesOpen       = desc("files_open", "Files the inputs hold open.")
 	dFileLag         = desc("file_lag_bytes", "Bytes of a followed file not yet acknowledged by every output (size minus committed offset).", "input", "path")
 	dDropped         = desc("events_dropped_total", "Events not delivered, by reason (queue_full, rejected, retries_exhausted, partial_timeout, ...).", "reason")
+	dConsumerLag     = desc("consumer_lag_messages", "Messages of a kafka partition not yet committed by the group (high watermark minus committed offset).", "input", "topic", "partition")
 	dTruncated       = desc("lines_truncated_total", "Lines cut to max_line_bytes.")
 	dParseErrors     = desc("parse_errors_total", "Lines a parser rejected (shipped as read with a parse_error field).")
 	dLostBytes       = desc("input_lost_bytes_total", "Input bytes given up before they became lines, by reason (truncated, deleted).", "reason")
@@ -69,6 +71,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, reason := range sortedKeys(st.LostBytes) {
 		counter(dLostBytes, float64(st.LostBytes[reason]), reason)
+	}
+	for _, key := range sortedKeys(st.ConsumerLag) {
+		if parts := strings.SplitN(key, "/", 3); len(parts) == 3 {
+			gauge(dConsumerLag, float64(st.ConsumerLag[key]), parts[0], parts[1], parts[2])
+		}
 	}
 	gauge(dCheckpointAge, st.CheckpointAge)
 	gauge(dMemoryUsed, float64(st.MemoryUsed))

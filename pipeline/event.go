@@ -46,6 +46,15 @@ type Chunk struct {
 	End int64
 	// Truncated counts lines the reader already cut to max_line_bytes.
 	Truncated int
+	// Ends, when set, marks event boundaries for sources that are not
+	// line-based (broker messages, octet-counted syslog): event k is
+	// Buf[Ends[k-1]:Ends[k]] as it is, newlines and all, and the pool does
+	// not split on '\n'. Nil keeps the line splitting.
+	Ends []int
+	// Meta, when set, holds per-event fields from the input (a broker
+	// message's topic, partition, offset): Meta[k] is appended to event
+	// k's fields after parsing, so outputs and templates can use them.
+	Meta [][]Field
 
 	// parent is set on a view: the copy of a chunk's events one output
 	// sees when it has a route condition or processors of its own. The
@@ -142,6 +151,7 @@ func (c *Chunk) release() {
 	putEvents(c.Events)
 	c.Events = nil
 	c.views = nil
+	c.Ends, c.Meta = nil, nil
 }
 
 func putEvents(evs []Event) {

@@ -321,6 +321,9 @@ func (p *Pipeline) process(c *Chunk, w *worker) {
 			p.stats.ParseErrors.Add(int64(failed))
 		}
 	}
+	if c.Meta != nil {
+		addMeta(c)
+	}
 	// Events and parsed values can outweigh the line buffer several times
 	// (an Event is 80 bytes, more than many lines; a Field per member):
 	// memory_limit covers them. NewChunk charged an estimate; settle it.
@@ -353,8 +356,49 @@ func (p *Pipeline) process(c *Chunk, w *worker) {
 	c.Source.reorder(c, s.deliver)
 }
 
+// addMeta appends the input's per-event fields after the parser's. The
+// slices are capped so a processor appending to an event's fields cannot
+// write into its neighbour's.
+func addMeta(c *Chunk) {
+	for k := range c.Events {
+		if k >= len(c.Meta) || len(c.Meta[k]) == 0 {
+			continue
+		}
+		m := c.Meta[k]
+		ev := &c.Events[k]
+		if len(ev.Fields) == 0 {
+			ev.Fields = m[:len(m):len(m)]
+			continue
+		}
+		ev.Fields = append(ev.Fields[:len(ev.Fields):len(ev.Fields)], m...)
+	}
+}
+
+// splitEnds cuts the chunk buffer at the boundaries the input marked.
+func (p *Pipeline) splitEnds(c *Chunk, maxLine int) {
+	evs := getEvents(len(c.Ends))
+	start, truncated := 0, 0
+	for k, end := range c.Ends {
+		msg := c.Buf[start:end]
+		if maxLine > 0 && len(msg) > maxLine {
+			msg = msg[:maxLine]
+			truncated++
+		}
+		evs[k] = Event{Raw: msg}
+		start = end
+	}
+	c.Events = evs
+	if t := truncated + c.Truncated; t > 0 {
+		p.stats.LinesTruncated.Add(int64(t))
+	}
+}
+
 // split cuts the chunk buffer into events; one slice per chunk, none per line.
 func (p *Pipeline) split(c *Chunk, maxLine int) {
+	if c.Ends != nil {
+		p.splitEnds(c, maxLine)
+		return
+	}
 	buf := c.Buf
 	n := 0
 	for i := 0; i < len(buf); {

@@ -118,3 +118,33 @@ func TestBufClasses(t *testing.T) {
 		putBuf(b)
 	}
 }
+
+// TestSplitEnds: a source that marks event boundaries keeps a message with
+// newlines as one event, and its per-event metadata lands in the fields.
+func TestSplitEnds(t *testing.T) {
+	p := New(Options{Workers: 1})
+	buf := "one\ntwo lines\nthree"
+	c := &Chunk{Buf: []byte(buf), Ends: []int{4, 14, 19},
+		Meta: [][]Field{{{Key: "metadata", Value: "a"}}, nil, {{Key: "metadata", Value: "c"}}}}
+	p.split(c, 0)
+	if got, want := rawsOf(c), []string{"one\n", "two lines\n", "three"}; !slices.Equal(got, want) {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+	addMeta(c)
+	if v, ok := Lookup(nil, &c.Events[0], "metadata"); !ok || v != "a" {
+		t.Fatalf("event 0 metadata = %v, %v", v, ok)
+	}
+	if len(c.Events[1].Fields) != 0 {
+		t.Fatalf("event 1 got fields %v", c.Events[1].Fields)
+	}
+	if v, ok := Lookup(nil, &c.Events[2], "metadata"); !ok || v != "c" {
+		t.Fatalf("event 2 metadata = %v, %v", v, ok)
+	}
+	c.release()
+	p.split(&Chunk{Buf: []byte("x"), Ends: []int{1}}, 0)
+	c = &Chunk{Buf: []byte("abcdef"), Ends: []int{6}}
+	p.split(c, 3)
+	if got := rawsOf(c); !slices.Equal(got, []string{"abc"}) || p.stats.LinesTruncated.Load() != 1 {
+		t.Fatalf("max line: %q, truncated %d", got, p.stats.LinesTruncated.Load())
+	}
+}

@@ -24,6 +24,7 @@ type Stats struct {
 	mu        sync.Mutex
 	dropped   map[string]*atomic.Int64
 	lostBytes map[string]*atomic.Int64
+	lag       map[string]*atomic.Int64
 }
 
 // LostBytes returns the counter of input bytes given up before they became
@@ -91,4 +92,39 @@ type OutputStats struct {
 	Retries          atomic.Int64 // failed attempts that were retried
 	Failures         atomic.Int64 // failed attempts, retried or not
 	ConsecutiveFails atomic.Int64
+}
+
+// Lag returns the gauge of a consumer input's lag, in messages, for key
+// (input/topic/partition for kafka), creating it on first use. The api
+// package reads them with LagByKey.
+func (s *Stats) Lag(key string) *atomic.Int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lag == nil {
+		s.lag = make(map[string]*atomic.Int64)
+	}
+	g, ok := s.lag[key]
+	if !ok {
+		g = new(atomic.Int64)
+		s.lag[key] = g
+	}
+	return g
+}
+
+// DropLag forgets a lag gauge (a partition this agent no longer owns).
+func (s *Stats) DropLag(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.lag, key)
+}
+
+// LagByKey returns a snapshot of every lag gauge.
+func (s *Stats) LagByKey() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int64, len(s.lag))
+	for k, v := range s.lag {
+		out[k] = v.Load()
+	}
+	return out
 }

@@ -158,6 +158,12 @@ func FieldValue(src *pipeline.Source, ev *pipeline.Event, key string) (string, b
 			}
 		}
 	}
+	// A dotted key reaches into an object field: %{metadata.topic}.
+	if ev != nil && strings.IndexByte(key, '.') > 0 {
+		if v, ok := pipeline.Lookup(src, ev, key); ok {
+			return valueText(v), true
+		}
+	}
 	return "", false
 }
 

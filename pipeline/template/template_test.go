@@ -51,3 +51,15 @@ func TestStaticAndLiteral(t *testing.T) {
 		}
 	}
 }
+
+// TestDottedField: an input's metadata object is reachable by a dotted key.
+func TestDottedField(t *testing.T) {
+	ev := &pipeline.Event{Fields: []pipeline.Field{{Key: "metadata", Value: []pipeline.Field{{Key: "topic", Value: "orders"}, {Key: "partition", Value: int64(3)}}}}}
+	tm, err := Parse("%{metadata.topic}-%{metadata.partition}-%{metadata.nope}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(tm.Append(nil, nil, ev, time.Now(), nil)); got != "orders-3-unknown" {
+		t.Fatalf("got %q", got)
+	}
+}
