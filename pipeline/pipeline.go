@@ -331,6 +331,11 @@ func (p *Pipeline) process(c *Chunk, w *worker) {
 	if c.arena != nil {
 		n += c.arena.size()
 	}
+	for _, m := range c.Meta {
+		// Consumer inputs' per-message metadata, and the Fields slice
+		// addMeta grew to hold it.
+		n += 2 * int64(cap(m)) * int64(unsafe.Sizeof(Field{}))
+	}
 	if c.budget != nil {
 		if d := n - c.estimate; d > 0 {
 			c.budget.Charge(d)
