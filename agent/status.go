@@ -21,6 +21,7 @@ type Status struct {
 	InputLines     int64            `json:"input_lines"`
 	InputBytes     int64            `json:"input_bytes"`
 	LinesTruncated int64            `json:"lines_truncated"`
+	InvalidUTF8    int64            `json:"lines_invalid_utf8"`
 	ParseErrors    int64            `json:"parse_errors"`
 	FilesOpen      int64            `json:"files_open"`
 	Dropped        map[string]int64 `json:"events_dropped"`
@@ -104,6 +105,7 @@ func (a *Agent) status(st Status) Status {
 	st.InputLines = stats.InputLines.Load()
 	st.InputBytes = stats.InputBytes.Load()
 	st.LinesTruncated = stats.LinesTruncated.Load()
+	st.InvalidUTF8 = stats.InvalidUTF8Lines.Load()
 	st.ParseErrors = stats.ParseErrors.Load()
 	st.FilesOpen = stats.FilesOpen.Load()
 	st.Dropped = stats.DroppedByReason()

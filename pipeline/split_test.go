@@ -1,7 +1,9 @@
 package pipeline
 
 import (
+	"bytes"
 	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -34,7 +36,7 @@ func TestSplit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := New(Options{Workers: 1})
 			c := &Chunk{Buf: []byte(tc.buf), Truncated: tc.readerCut}
-			p.split(c, tc.maxLine)
+			p.split(c, tc.maxLine, LineOptions{})
 			if got := rawsOf(c); !slices.Equal(got, tc.want) {
 				t.Fatalf("events %q, want %q", got, tc.want)
 			}
@@ -116,5 +118,70 @@ func TestBufClasses(t *testing.T) {
 			t.Errorf("GetBuf(%d): len %d cap %d, want 0, %d", tc.n, len(b), cap(b), tc.class)
 		}
 		putBuf(b)
+	}
+}
+
+func TestSplitLineOptions(t *testing.T) {
+	bad := "ok\xff\xfeend"
+	for _, tc := range []struct {
+		name    string
+		buf     string
+		o       LineOptions
+		want    []string
+		invalid int64
+	}{
+		{"crlf stripped", "a\r\nb\r\nc\r", LineOptions{}, []string{"a", "b", "c"}, 0},
+		{"lone cr kept inside", "a\rb\r\n", LineOptions{}, []string{"a\rb"}, 0},
+		{"crlf kept", "a\r\nb\r\n", LineOptions{KeepCR: true}, []string{"a\r", "b\r"}, 0},
+		{"empty crlf line", "\r\n\r\n", LineOptions{}, []string{"", ""}, 0},
+		{"invalid passed", "x\n" + bad + "\ny\n", LineOptions{}, []string{"x", bad, "y"}, 1},
+		{"invalid replaced", "x\n" + bad + "\n\xc3\n", LineOptions{ReplaceInvalidUTF8: true}, []string{"x", "ok\uFFFDend", "\uFFFD"}, 2},
+		{"valid multibyte untouched", "h\u00e9llo\n\u65e5\u672c\n", LineOptions{ReplaceInvalidUTF8: true}, []string{"h\u00e9llo", "\u65e5\u672c"}, 0},
+		{"crlf then invalid", "\xff\r\n", LineOptions{ReplaceInvalidUTF8: true}, []string{"\uFFFD"}, 1},
+		// max_line_bytes does not cut a rune in two.
+		{"cut rune", "ab\u00e9\n", LineOptions{}, []string{"ab"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := New(Options{Workers: 1})
+			c := &Chunk{Buf: []byte(tc.buf)}
+			maxLine := 0
+			if tc.name == "cut rune" {
+				maxLine = 3
+			}
+			p.split(c, maxLine, tc.o)
+			if got := rawsOf(c); !slices.Equal(got, tc.want) {
+				t.Fatalf("events %q, want %q", got, tc.want)
+			}
+			if n := p.stats.InvalidUTF8Lines.Load(); n != tc.invalid {
+				t.Fatalf("InvalidUTF8Lines = %d, want %d", n, tc.invalid)
+			}
+			c.release()
+		})
+	}
+}
+
+func TestAppendValidUTF8(t *testing.T) {
+	for _, s := range []string{"", "abc", "\xff", "a\xff\xfeb", "\xe2\x82", "\u20ac\xed\xa0\x80", "\xf0\x9f\x98\x80x"} {
+		want := string(bytes.ToValidUTF8([]byte(s), []byte("\uFFFD")))
+		if got := string(appendValidUTF8([]byte("pre"), []byte(s))); got != "pre"+want {
+			t.Errorf("appendValidUTF8(%q) = %q, want %q", s, got, "pre"+want)
+		}
+	}
+}
+
+func BenchmarkSplit(b *testing.B) {
+	var buf []byte
+	for i := 0; len(buf) < 256<<10; i++ {
+		buf = append(buf, "2026-12-02T05:40:00Z level=info msg=\"request served\" path=/api/v1/items status=200 seq="...)
+		buf = strconv.AppendInt(buf, int64(i), 10)
+		buf = append(buf, '\n')
+	}
+	p := New(Options{Workers: 1})
+	b.SetBytes(int64(len(buf)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c := &Chunk{Buf: buf}
+		p.split(c, 1<<20, LineOptions{})
+		c.release()
 	}
 }
