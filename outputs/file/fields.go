@@ -127,4 +127,3 @@ func (o *output) writeFields(b *pipeline.Batch) error {
 	}
 	return &pe
 }
-
