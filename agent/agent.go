@@ -387,6 +387,7 @@ wait:
 	a.log.Info("stopped", zap.Int64("lines", a.stats.InputLines.Load()),
 		zap.Int64("lines_truncated", a.stats.LinesTruncated.Load()),
 		zap.Int64("lines_invalid_utf8", a.stats.InvalidUTF8Lines.Load()),
+		zap.Int64("lines_unterminated", a.stats.UnterminatedLines.Load()),
 		zap.Int64("parse_errors", a.stats.ParseErrors.Load()),
 		zap.Int64("records_split", a.stats.RecordsSplit.Load()),
 		zap.Any("lost_bytes", a.stats.LostBytesByReason()),
