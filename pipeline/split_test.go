@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"slices"
 	"strconv"
+	"unicode/utf8"
 	"testing"
 )
 
@@ -184,4 +185,68 @@ func BenchmarkSplit(b *testing.B) {
 		p.split(c, 1<<20, LineOptions{})
 		c.release()
 	}
+}
+
+// FuzzSplit: whatever the chunk holds, split yields one event per line,
+// each the line's bytes (less a CR before LF, cut to max_line_bytes),
+// valid UTF-8 when replacing, and counts what it saw.
+func FuzzSplit(f *testing.F) {
+	for _, s := range []string{"a\nb\n", "a\r\nb", "\xff\xfe\n\r\n", "h\u00e9llo\n", "\r", "\n\n", ""} {
+		f.Add([]byte(s), uint8(0), false, false)
+		f.Add([]byte(s), uint8(3), true, true)
+	}
+	f.Fuzz(func(t *testing.T, buf []byte, maxLine uint8, keepCR, replace bool) {
+		p := New(Options{Workers: 1})
+		c := &Chunk{Buf: append([]byte(nil), buf...)}
+		o := LineOptions{KeepCR: keepCR, ReplaceInvalidUTF8: replace}
+		p.split(c, int(maxLine), o)
+		defer c.release()
+		raw := bytes.Split(buf, []byte("\n"))
+		if len(buf) > 0 && buf[len(buf)-1] == '\n' {
+			raw = raw[:len(raw)-1]
+		}
+		if len(buf) == 0 {
+			raw = nil
+		}
+		if len(c.Events) != len(raw) {
+			t.Fatalf("%d events for %d lines", len(c.Events), len(raw))
+		}
+		var invalid int64
+		for i, ev := range c.Events {
+			want := raw[i]
+			if !keepCR {
+				want = bytes.TrimSuffix(want, []byte("\r"))
+			}
+			if maxLine > 0 && len(want) > int(maxLine) {
+				if replace {
+					// U+FFFD is 3 bytes where it replaces 1: the cut is
+					// on the bytes read; validity is what counts here.
+					if !utf8.Valid(ev.Raw) {
+						t.Fatalf("line %d not valid UTF-8 after replace: %q", i, ev.Raw)
+					}
+					continue
+				}
+				// Cut at most utf8.UTFMax-1 bytes early, to keep a rune whole.
+				if len(ev.Raw) > int(maxLine) || len(ev.Raw) < int(maxLine)-3 {
+					t.Fatalf("line %d cut to %d bytes, max %d", i, len(ev.Raw), maxLine)
+				}
+				want = want[:len(ev.Raw)]
+			}
+			if !utf8.Valid(want) {
+				invalid++
+			}
+			if replace {
+				if !utf8.Valid(ev.Raw) {
+					t.Fatalf("line %d not valid UTF-8 after replace: %q", i, ev.Raw)
+				}
+				want = bytes.ToValidUTF8(want, []byte("\uFFFD"))
+			}
+			if !bytes.Equal(ev.Raw, want) {
+				t.Fatalf("line %d = %q, want %q", i, ev.Raw, want)
+			}
+		}
+		if !replace && maxLine == 0 && p.stats.InvalidUTF8Lines.Load() != invalid {
+			t.Fatalf("InvalidUTF8Lines = %d, want %d", p.stats.InvalidUTF8Lines.Load(), invalid)
+		}
+	})
 }
