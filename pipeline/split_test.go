@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"slices"
 	"strconv"
-	"unicode/utf8"
 	"testing"
+	"unicode/utf8"
 )
 
 func rawsOf(c *Chunk) []string {
