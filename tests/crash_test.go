@@ -36,6 +36,14 @@ path = "%[1]s/out/logs.gz"
 compression = "gzip"
 batch = { max_events = 500, timeout = "50ms" }
 retry = { initial = "50ms", max = "200ms" }
+
+[outputs.zst]
+type = "file"
+inputs = ["logs"]
+path = "%[1]s/out/logs.zst"
+compression = "zstd"
+batch = { max_events = 700, timeout = "50ms" }
+retry = { initial = "50ms", max = "200ms" }
 `
 
 // A checkpoint file that is cut short, garbage, of an unknown version or
@@ -194,8 +202,10 @@ func TestDiskFull(t *testing.T) {
 		appendSeq(t, filepath.Join(dir, "logs", f+".log"), f, 0, want[f])
 	}
 	out := filepath.Join(dir, "out", "logs.gz*")
+	zst := filepath.Join(dir, "out", "logs.zst*")
 	a := startAgent(t, cfg)
 	waitOutput(t, a, out, "gzip", 4000)
+	waitOutput(t, a, zst, "zstd", 4000)
 	if code := a.stop(syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit %d; log:\n%s", code, a.log)
 	}
@@ -240,15 +250,20 @@ func TestDiskFull(t *testing.T) {
 	}
 	add(3000)
 	waitLog(t, a, "write "+filepath.Join(dir, "out", "logs.gz"), "no space left on device")
+	waitLog(t, a, "write "+filepath.Join(dir, "out", "logs.zst"), "no space left on device")
 	time.Sleep(time.Second) // several failed attempts
 	if got, err := readOutput(out, "gzip"); err != nil || len(got) != len(before) {
 		t.Fatalf("while the output disk is full: %d lines (was %d), err %v", len(got), len(before), err)
+	}
+	if _, err := readOutput(zst, "zstd"); err != nil {
+		t.Fatalf("zstd output torn while the disk is full: %v", err)
 	}
 	if a.cmd.ProcessState != nil {
 		t.Fatalf("agent exited on a full disk; log:\n%s", a.log)
 	}
 	os.Remove(outFiller)
 	waitOutput(t, a, out, "gzip", 16000)
+	waitOutput(t, a, zst, "zstd", 16000)
 	time.Sleep(300 * time.Millisecond)
 	if code := a.stop(syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit %d; log:\n%s", code, a.log)
@@ -259,13 +274,15 @@ func TestDiskFull(t *testing.T) {
 	if code := a.stop(syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit %d; log:\n%s", code, a.log)
 	}
-	lines, err := readOutput(out, "gzip")
-	if err != nil {
-		t.Fatalf("output does not decompress whole: %v", err)
-	}
-	lost, dup, err := tally(lines, want, inOrder)
-	t.Logf("disk full (data_dir, then output): %d lines, lost %d, duplicated %d", len(lines), lost, dup)
-	if err != nil || lost != 0 || dup != 0 {
-		t.Fatalf("lost %d, duplicated %d, err %v", lost, dup, err)
+	for _, o := range []struct{ pattern, comp string }{{out, "gzip"}, {zst, "zstd"}} {
+		lines, err := readOutput(o.pattern, o.comp)
+		if err != nil {
+			t.Fatalf("%s output does not decompress whole: %v", o.comp, err)
+		}
+		lost, dup, err := tally(lines, want, inOrder)
+		t.Logf("disk full (data_dir, then output), %s: %d lines, lost %d, duplicated %d", o.comp, len(lines), lost, dup)
+		if err != nil || lost != 0 || dup != 0 {
+			t.Fatalf("%s: lost %d, duplicated %d, err %v", o.comp, lost, dup, err)
+		}
 	}
 }
