@@ -324,3 +324,31 @@ func execAsNobody(exe string, args ...string) *exec.Cmd {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	return cmd
 }
+
+// A rotated file that still matches the globs, ends mid-line and sits quiet
+// past close_inactive keeps its reader, so its last line is shipped when
+// the file is finally deleted.
+func TestUnterminatedLineSurvivesCloseInactive(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.log")
+	appendLines(t, path, "a", 0, 99)
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(strings.TrimSuffix(pipelinetest.Line("a", 99), "\n"))
+	f.Close()
+	h := newHarness(t, dir, func(c *Config) {
+		c.Include = []string{filepath.Join(dir, "*.log*")}
+		c.CloseInactive = config.Dur(50 * time.Millisecond)
+	})
+	h.start()
+	h.waitLines(99)
+	os.Rename(path, path+".1") // still in the globs
+	time.Sleep(500 * time.Millisecond)
+	if n := h.out.Len(); n != 99 {
+		t.Fatalf("%d lines before the rotated file was deleted", n)
+	}
+	os.Remove(path + ".1")
+	h.waitLines(100)
+	time.Sleep(100 * time.Millisecond)
+	h.stop()
+	checkAll(t, h.out.Lines(), map[string]int{"a": 100})
+}

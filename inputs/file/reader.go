@@ -257,7 +257,14 @@ func (r *reader) closeIdle() bool {
 	if r.gone.Load() || r.unlinked() {
 		return false
 	}
-	return r.evict.Load() || time.Since(r.lastData) >= r.in.cfg.CloseInactive.D()
+	if r.evict.Load() {
+		return true
+	}
+	// A file that ends mid-line stays open (unless its descriptor is
+	// wanted): closed, it would not be reopened until it grows, and if it
+	// was rotated and is deleted without growing, its last line would
+	// never be shipped.
+	return len(r.carry) == 0 && time.Since(r.lastData) >= r.in.cfg.CloseInactive.D()
 }
 
 // rest records, as the reader closes an idle file, where it stopped and
