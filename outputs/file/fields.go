@@ -43,8 +43,9 @@ func checkValue(v string) error {
 	return nil
 }
 
-// expandPath fills the template for one event, or says why it may not.
-func (o *output) expandPath(src *pipeline.Source, ev *pipeline.Event, scratch []byte) (string, []byte, error) {
+// expandPath fills the template for one event into scratch, or says why
+// it may not: a field value that could leave the base directory.
+func (o *output) expandPath(src *pipeline.Source, ev *pipeline.Event, scratch []byte) ([]byte, error) {
 	var bad error
 	scratch = o.tmpl.Append(scratch[:0], src, ev, o.now(), func(dst []byte, v string) []byte {
 		if err := checkValue(v); err != nil && bad == nil {
@@ -52,14 +53,17 @@ func (o *output) expandPath(src *pipeline.Source, ev *pipeline.Event, scratch []
 		}
 		return append(dst, v...)
 	})
-	if bad != nil {
-		return "", scratch, bad
-	}
-	p := filepath.Clean(string(scratch))
+	return scratch, bad
+}
+
+// cleanPath is the checked form of an expansion: a second guard, after
+// checkValue, that the file is inside the base directory.
+func (o *output) cleanPath(expanded []byte) (string, error) {
+	p := filepath.Clean(string(expanded))
 	if !strings.HasPrefix(p, o.base+string(filepath.Separator)) {
-		return "", scratch, fmt.Errorf("path %q %w %s", p, errEscape, o.base)
+		return "", fmt.Errorf("path %q %w %s", p, errEscape, o.base)
 	}
-	return p, scratch, nil
+	return p, nil
 }
 
 // writeFields writes each event to the file its fields name. Events go to
@@ -82,16 +86,23 @@ func (o *output) writeFields(b *pipeline.Batch) error {
 	i := -1
 	for src, ev := range b.All() {
 		i++
-		path, s, err := o.expandPath(src, ev, scratch)
+		s, err := o.expandPath(src, ev, scratch)
 		scratch = s
 		if err != nil {
 			pe.Rejected = append(pe.Rejected, pipeline.Rejection{Index: i, Reason: err.Error()})
 			continue
 		}
-		g := byPath[path]
+		// Keyed by the expansion as is: the lookup costs no allocation,
+		// and the path is cleaned and checked once per file and batch.
+		g := byPath[string(scratch)]
 		if g == nil {
+			path, err := o.cleanPath(scratch)
+			if err != nil {
+				pe.Rejected = append(pe.Rejected, pipeline.Rejection{Index: i, Reason: err.Error()})
+				continue
+			}
 			g = &group{path: path}
-			byPath[path] = g
+			byPath[string(scratch)] = g
 			groups = append(groups, g)
 		}
 		if o.json {

@@ -164,3 +164,24 @@ func TestFieldPathConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkWriteFieldPath compares a batch of 2,000 events written to one
+// static path with the same batch spread by %{service} over four files.
+func BenchmarkWriteFieldPath(b *testing.B) {
+	services := []string{"web", "api", "db", "auth"}
+	for _, path := range []string{"static.log.zst", "%{service}/app.log.zst"} {
+		b.Run(strings.SplitN(path, "/", 2)[0], func(b *testing.B) {
+			o := build(b, newConfig(filepath.Join(b.TempDir(), path), "zstd"))
+			defer o.Close(context.Background())
+			batch := fieldBatch(0, 2000, services)
+			b.SetBytes(int64(batch.Bytes()))
+			b.ResetTimer()
+			for range b.N {
+				if err := o.Write(context.Background(), batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch.Len())/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}

@@ -119,17 +119,18 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 		log = zap.NewNop()
 	}
 	return &output{
-		pat:        pat,
-		tmpl:       tmpl,
-		base:       base,
-		json:       c.Format == codec.FormatJSON,
-		compressed: c.Compression != codec.CompressionNone,
-		max:        int64(c.MaxFileBytes),
-		fsync:      c.Fsync,
-		enc:        enc,
-		log:        log,
-		now:        time.Now,
-		open:       openFile,
+		pat:         pat,
+		tmpl:        tmpl,
+		base:        base,
+		json:        c.Format == codec.FormatJSON,
+		compressed:  c.Compression != codec.CompressionNone,
+		max:         int64(c.MaxFileBytes),
+		fsync:       c.Fsync,
+		enc:         enc,
+		log:         log,
+		now:         time.Now,
+		syncOnClose: true,
+		open:        openFile,
 	}, nil
 }
 
@@ -176,7 +177,8 @@ type output struct {
 	// it after a good write: its tail is a whole frame of ours, so it is
 	// appended to when the output comes back to it (a field path switches
 	// between files), not moved aside.
-	left map[string]int64
+	left        map[string]int64
+	syncOnClose bool // false only while a field path switches files
 }
 
 // Write implements pipeline.Output.
@@ -203,7 +205,14 @@ func (o *output) Write(ctx context.Context, b *pipeline.Batch) error {
 // put appends one encoded payload to the file at path.
 func (o *output) put(path string, payload []byte) error {
 	if o.f != nil && (path != o.path || o.broken) {
-		if err := o.closeFile(); err != nil {
+		// A field path moves between files within every batch: syncing
+		// each on the way out would cost a disk flush per file per batch.
+		// fsync = true has synced every write already; without it no
+		// write is durable before Close anyway.
+		o.syncOnClose = o.tmpl == nil
+		err := o.closeFile()
+		o.syncOnClose = true
+		if err != nil {
 			o.log.Warn("closing file", zap.String("path", o.path), zap.Error(err))
 		}
 	}
@@ -377,7 +386,10 @@ func (o *output) closeFile() error {
 	if o.f == nil {
 		return nil
 	}
-	serr := o.f.Sync()
+	var serr error
+	if o.syncOnClose {
+		serr = o.f.Sync()
+	}
 	cerr := o.f.Close()
 	o.f = nil
 	if err := errors.Join(serr, cerr); err != nil {
