@@ -191,6 +191,7 @@ func (a *Agent) buildParts(cfg *Config, outNames, inNames []string, kept []*runn
 		}
 		st := a.pipe.NewStream(name, int(common.MaxLineBytes), staticFields(common.Fields), procs, routes[name])
 		st.SetParser(ps)
+		st.SetLines(common.Lines())
 		inputs = append(inputs, &namedInput{name: name, typ: common.Type, input: in, stream: st, started: time.Now()})
 	}
 	return runners, inputs, nil
@@ -385,6 +386,8 @@ wait:
 	}
 	a.log.Info("stopped", zap.Int64("lines", a.stats.InputLines.Load()),
 		zap.Int64("lines_truncated", a.stats.LinesTruncated.Load()),
+		zap.Int64("lines_invalid_utf8", a.stats.InvalidUTF8Lines.Load()),
+		zap.Int64("lines_unterminated", a.stats.UnterminatedLines.Load()),
 		zap.Int64("parse_errors", a.stats.ParseErrors.Load()),
 		zap.Int64("records_split", a.stats.RecordsSplit.Load()),
 		zap.Any("lost_bytes", a.stats.LostBytesByReason()),

@@ -113,6 +113,9 @@ type loader struct {
 	pos      positions
 	problems []Problem
 	warnings []Problem
+	// noDisk skips the data_dir write check, for the fuzz target, which
+	// must not create directories wherever its input points.
+	noDisk bool
 }
 
 func (l *loader) add(key, format string, args ...any) {
@@ -135,7 +138,11 @@ func LoadFile(path string) (*Config, error) {
 
 // Load is LoadFile on bytes already read; lookup resolves ${VAR}.
 func Load(file string, data []byte, lookup func(string) (string, bool)) (*Config, error) {
-	l := &loader{file: file}
+	return load(&loader{file: file}, data, lookup)
+}
+
+func load(l *loader, data []byte, lookup func(string) (string, bool)) (*Config, error) {
+	file := l.file
 	data, envProblems := interpolate(data, lookup)
 	l.data = data
 	l.pos = indexPositions(data)
@@ -194,8 +201,18 @@ func Load(file string, data []byte, lookup func(string) (string, bool)) (*Config
 		}
 		cfg.Outputs[name] = pc
 	}
+	for _, name := range inNames {
+		if pc, ok := cfg.Inputs[name]; ok {
+			l.warnInsecure("inputs."+name, pc)
+		}
+	}
+	for _, name := range outNames {
+		if pc, ok := cfg.Outputs[name]; ok {
+			l.warnInsecure("outputs."+name, pc)
+		}
+	}
 	l.checkRoutes(cfg, inNames, outNames)
-	if len(l.problems) == 0 {
+	if len(l.problems) == 0 && !l.noDisk {
 		l.checkDataDir(cfg.Agent.DataDir)
 	}
 	cfg.Warnings = l.warnings
@@ -442,6 +459,52 @@ func (l *loader) checkAgent(cfg *Config) {
 	if cfg.API.UnreadyAfter.D() <= 0 {
 		l.add("api.unready_after", "must be above 0")
 	}
+}
+
+// warnInsecure warns about every TLS table of a plugin config that turns
+// certificate verification off. It looks for config.TLS values by type, so
+// a plugin with a TLS table gets the warning without code of its own.
+func (l *loader) warnInsecure(key string, pc any) {
+	for _, k := range insecureTLS(reflect.ValueOf(pc), key) {
+		l.warn(k, "certificate verification is off: anyone between the agent and the server can read and change what is shipped; use ca_file for a private CA instead")
+	}
+}
+
+var tlsType = reflect.TypeFor[config.TLS]()
+
+func insecureTLS(v reflect.Value, key string) []string {
+	for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
+		if v.IsNil() {
+			return nil
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return nil
+	}
+	if v.Type() == tlsType {
+		if v.Interface().(config.TLS).InsecureSkipVerify {
+			return []string{key + ".insecure_skip_verify"}
+		}
+		return nil
+	}
+	var out []string
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		k := key
+		if !f.Anonymous {
+			name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			k = key + "." + name
+		}
+		out = append(out, insecureTLS(v.Field(i), k)...)
+	}
+	return out
 }
 
 func (l *loader) checkRoutes(cfg *Config, inNames, outNames []string) {

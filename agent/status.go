@@ -22,6 +22,8 @@ type Status struct {
 	InputLines     int64            `json:"input_lines"`
 	InputBytes     int64            `json:"input_bytes"`
 	LinesTruncated int64            `json:"lines_truncated"`
+	InvalidUTF8    int64            `json:"lines_invalid_utf8"`
+	Unterminated   int64            `json:"lines_unterminated"`
 	ParseErrors    int64            `json:"parse_errors"`
 	FilesOpen      int64            `json:"files_open"`
 	Dropped        map[string]int64 `json:"events_dropped"`
@@ -111,6 +113,8 @@ func (a *Agent) status(st Status) Status {
 	st.InputLines = stats.InputLines.Load()
 	st.InputBytes = stats.InputBytes.Load()
 	st.LinesTruncated = stats.LinesTruncated.Load()
+	st.InvalidUTF8 = stats.InvalidUTF8Lines.Load()
+	st.Unterminated = stats.UnterminatedLines.Load()
 	st.ParseErrors = stats.ParseErrors.Load()
 	st.FilesOpen = stats.FilesOpen.Load()
 	st.Dropped = stats.DroppedByReason()

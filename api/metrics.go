@@ -27,6 +27,8 @@ var (
 	dDropped         = desc("events_dropped_total", "Events not delivered, by reason (queue_full, rejected, retries_exhausted, partial_timeout, ...).", "reason")
 	dConsumerLag     = desc("consumer_lag_messages", "Messages of a kafka partition not yet committed by the group (high watermark minus committed offset).", "input", "topic", "partition")
 	dTruncated       = desc("lines_truncated_total", "Lines cut to max_line_bytes.")
+	dUnterminated    = desc("lines_unterminated_total", "Last lines without a newline, shipped once their file was rotated away or deleted.")
+	dInvalidUTF8     = desc("lines_invalid_utf8_total", "Lines with bytes that are not UTF-8 (passed or replaced, as invalid_utf8 says).")
 	dParseErrors     = desc("parse_errors_total", "Lines a parser rejected (shipped as read with a parse_error field).")
 	dLostBytes       = desc("input_lost_bytes_total", "Input bytes given up before they became lines, by reason (truncated, deleted).", "reason")
 	dQueueEvents     = desc("queue_events", "Events in the output's queue.", "output")
@@ -65,6 +67,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(dInputBytes, float64(st.InputBytes))
 	gauge(dFilesOpen, float64(st.FilesOpen))
 	counter(dTruncated, float64(st.LinesTruncated))
+	counter(dInvalidUTF8, float64(st.InvalidUTF8))
+	counter(dUnterminated, float64(st.Unterminated))
 	counter(dParseErrors, float64(st.ParseErrors))
 	for _, reason := range sortedKeys(st.Dropped) {
 		counter(dDropped, float64(st.Dropped[reason]), reason)

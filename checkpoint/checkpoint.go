@@ -66,11 +66,7 @@ func Open(path string) (s *Store, warning error, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("read checkpoints %s: %w", path, err)
 	}
-	var f fileFormat
-	derr := json.Unmarshal(b, &f)
-	if derr == nil && f.Version != version {
-		derr = fmt.Errorf("unknown version %d", f.Version)
-	}
+	entries, derr := decode(b)
 	if derr != nil {
 		aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
 		if err := os.Rename(path, aside); err != nil {
@@ -78,10 +74,32 @@ func Open(path string) (s *Store, warning error, err error) {
 		}
 		return s, fmt.Errorf("checkpoints %s are unreadable (%v); kept as %s, starting without them", path, derr, aside), nil
 	}
-	if f.Entries != nil {
-		s.entries = f.Entries
-	}
+	s.entries = entries
 	return s, nil, nil
+}
+
+// decode reads a checkpoint file. Anything it cannot vouch for is an error,
+// so that the caller starts from the safe side (re-read) instead of
+// trusting a position that may skip data: a file cut short, bytes that are
+// not JSON, a version this build does not know, or an entry no writer of
+// this version produces (a negative offset or length).
+func decode(b []byte) (map[string]Entry, error) {
+	var f fileFormat
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, err
+	}
+	if f.Version != version {
+		return nil, fmt.Errorf("unknown version %d", f.Version)
+	}
+	for k, e := range f.Entries {
+		if e.Offset < 0 || e.FPLen < 0 || e.TailLen < 0 || e.Size < 0 {
+			return nil, fmt.Errorf("entry %q: negative offset or length", k)
+		}
+	}
+	if f.Entries == nil {
+		f.Entries = map[string]Entry{}
+	}
+	return f.Entries, nil
 }
 
 // Get returns the entry for key.

@@ -42,6 +42,9 @@ func TestCorruptFileMovedAside(t *testing.T) {
 		"garbage":   "\x00\x01not json",
 		"truncated": `{"version":1,"entries":{"a":{"offset":`,
 		"version":   `{"version":99,"entries":{}}`,
+		"empty":     "",
+		"negative":  `{"version":1,"entries":{"a":{"offset":-5,"updated":"2026-12-02T05:00:00Z"}}}`,
+		"null":      "null",
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()

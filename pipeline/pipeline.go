@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -111,6 +112,7 @@ type Stream struct {
 	p       *Pipeline
 	Input   string
 	maxLine int
+	lines   LineOptions
 	procs   []Processor
 	chain   chain
 	routes  []*Runner
@@ -307,7 +309,7 @@ func (s *Stream) Release(c *Chunk) { c.release() }
 // reorder.
 func (p *Pipeline) process(c *Chunk, w *worker) {
 	s := c.Source.stream
-	p.split(c, s.maxLine)
+	p.split(c, s.maxLine, s.lines)
 	lines := len(c.Events)
 	p.stats.InputLines.Add(int64(lines))
 	p.stats.InputBytes.Add(int64(len(c.Buf)))
@@ -398,8 +400,22 @@ func (p *Pipeline) splitEnds(c *Chunk, maxLine int) {
 	}
 }
 
+// LineOptions say how split treats line endings and bytes that are not
+// UTF-8; the zero value strips a CR before LF and passes invalid bytes.
+type LineOptions struct {
+	// KeepCR keeps the \r of a CRLF line ending in the event.
+	KeepCR bool
+	// ReplaceInvalidUTF8 replaces each invalid sequence by U+FFFD;
+	// otherwise the bytes go on as read. Either way they are counted.
+	ReplaceInvalidUTF8 bool
+}
+
+// SetLines sets how the stream's lines are cut (CR, invalid UTF-8); call it
+// before the input emits.
+func (s *Stream) SetLines(o LineOptions) { s.lines = o }
+
 // split cuts the chunk buffer into events; one slice per chunk, none per line.
-func (p *Pipeline) split(c *Chunk, maxLine int) {
+func (p *Pipeline) split(c *Chunk, maxLine int, o LineOptions) {
 	if c.Ends != nil {
 		p.splitEnds(c, maxLine)
 		return
@@ -420,7 +436,10 @@ func (p *Pipeline) split(c *Chunk, maxLine int) {
 		evs = make([]Event, 0, n)
 	}
 	evs = evs[:n]
-	k, truncated := 0, 0
+	// One pass over the whole buffer is far cheaper than one per line;
+	// lines are looked at one by one only when the chunk has bad bytes.
+	checkUTF8 := !utf8.Valid(buf)
+	k, truncated, invalid := 0, 0, 0
 	for i := 0; i < len(buf); k++ {
 		j := indexNL(buf[i:])
 		end := len(buf)
@@ -429,9 +448,32 @@ func (p *Pipeline) split(c *Chunk, maxLine int) {
 			end, next = i+j, i+j+1
 		}
 		line := buf[i:end]
+		// CRLF files (Windows writers) would otherwise end every event
+		// in \r, which breaks parsers and shows in every output.
+		if !o.KeepCR && len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1]
+		}
 		if maxLine > 0 && len(line) > maxLine {
-			line = line[:maxLine]
+			// Cut before a rune that would not fit whole, so valid text
+			// stays valid.
+			cut := maxLine
+			for back := 0; back < utf8.UTFMax-1 && cut > 0 && !utf8.RuneStart(line[cut]); back++ {
+				cut--
+			}
+			if utf8.RuneStart(line[cut]) {
+				line = line[:cut]
+			} else {
+				line = line[:maxLine]
+			}
 			truncated++
+		}
+		if checkUTF8 && !utf8.Valid(line) {
+			invalid++
+			if o.ReplaceInvalidUTF8 {
+				// Into the chunk's arena: it lives exactly as long as Raw must.
+				a := c.Arena()
+				line = a.Claim(appendValidUTF8(a.Tail(), line))
+			}
 		}
 		evs[k] = Event{Raw: line}
 		i = next
@@ -439,6 +481,9 @@ func (p *Pipeline) split(c *Chunk, maxLine int) {
 	c.Events = evs
 	if t := truncated + c.Truncated; t > 0 {
 		p.stats.LinesTruncated.Add(int64(t))
+	}
+	if invalid > 0 {
+		p.stats.InvalidUTF8Lines.Add(int64(invalid))
 	}
 }
 

@@ -16,6 +16,12 @@ type InputSettings struct {
 	Type         string         `toml:"type"`
 	Fields       map[string]any `toml:"fields"`
 	MaxLineBytes config.Size    `toml:"max_line_bytes"`
+	// InvalidUTF8 is what happens to bytes that are not UTF-8: "pass"
+	// ships them as read, "replace" puts U+FFFD in their place. Such
+	// lines are counted either way.
+	InvalidUTF8 string `toml:"invalid_utf8"`
+	// KeepCR keeps the \r of CRLF line endings; by default it is removed.
+	KeepCR bool `toml:"keep_cr"`
 	// Parser names how lines become fields: none, or a parser the parse
 	// package registered (json, logfmt, regex, cri, docker, syslog).
 	Parser string        `toml:"parser"`
@@ -85,9 +91,14 @@ type TimestampSettings struct {
 
 // DefaultInputSettings returns the defaults for the common input keys.
 func DefaultInputSettings() InputSettings {
-	return InputSettings{MaxLineBytes: 1 << 20, Parser: "none",
+	return InputSettings{MaxLineBytes: 1 << 20, Parser: "none", InvalidUTF8: "pass",
 		Parse:     ParseSettings{PartialTimeout: config.Dur(10 * time.Second)},
 		Multiline: DefaultMultilineSettings()}
+}
+
+// Lines returns how the pipeline cuts this input's lines.
+func (s *InputSettings) Lines() LineOptions {
+	return LineOptions{KeepCR: s.KeepCR, ReplaceInvalidUTF8: s.InvalidUTF8 == "replace"}
 }
 
 // Common returns the settings; promoted to plugin configs that embed them.
@@ -98,6 +109,11 @@ func (s *InputSettings) Validate() error {
 	var errs []error
 	if s.MaxLineBytes < 16 {
 		errs = append(errs, config.Errorf("max_line_bytes", "must be at least 16 bytes, got %d", int64(s.MaxLineBytes)))
+	}
+	switch s.InvalidUTF8 {
+	case "pass", "replace":
+	default:
+		errs = append(errs, config.Errorf("invalid_utf8", "must be \"pass\" or \"replace\", got %q", s.InvalidUTF8))
 	}
 	for k, v := range s.Fields {
 		switch v.(type) {

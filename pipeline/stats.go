@@ -12,8 +12,14 @@ type Stats struct {
 	InputLines     atomic.Int64
 	InputBytes     atomic.Int64
 	LinesTruncated atomic.Int64
-	FilesOpen      atomic.Int64 // file descriptors the file inputs hold
-	Rotations      atomic.Int64 // renames and truncations the file inputs followed
+	// InvalidUTF8Lines counts lines with bytes that are not UTF-8, passed
+	// on or replaced as the input's invalid_utf8 says.
+	InvalidUTF8Lines atomic.Int64
+	// UnterminatedLines counts last lines shipped without their newline,
+	// from files that were rotated away or deleted before it came.
+	UnterminatedLines atomic.Int64
+	FilesOpen         atomic.Int64 // file descriptors the file inputs hold
+	Rotations         atomic.Int64 // renames and truncations the file inputs followed
 	// ParseErrors counts lines a parser rejected; they are shipped raw
 	// with a parse_error field.
 	ParseErrors atomic.Int64

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,7 +49,26 @@ func TestMain(m *testing.M) {
 type agentProc struct {
 	t   *testing.T
 	cmd *exec.Cmd
-	log *bytes.Buffer
+	log *syncBuffer
+}
+
+// syncBuffer is the agent's output: written by exec's copier while tests
+// read it to wait for a log line.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func startAgent(t *testing.T, configPath string) *agentProc {
@@ -60,7 +80,7 @@ func startBinary(t *testing.T, bin, configPath string) *agentProc {
 	t.Helper()
 	cmd := exec.Command(bin, "run", "--config", configPath)
 	cmd.Dir = filepath.Dir(configPath)
-	log := &bytes.Buffer{}
+	log := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -49,12 +49,15 @@ type Input struct {
 	waiting  map[fileID]waitState // files with unread data waiting for a descriptor
 	deferred map[fileID]time.Time // files that look like a copy of a file being read
 	truncs   []*truncation        // recent truncations whose copy may still turn up
-	lastGC   time.Time
-	wg       sync.WaitGroup
-	first    bool          // the first scan: start_at applies only to files found then
-	resumed  bool          // rebuilt by a live reload: no scan is the first
-	rescan   chan struct{} // readers ask for a scan when their file disappears or they close
-	open     atomic.Int64  // descriptors held by readers, including readers winding down
+	// unopenable holds the files that could not be opened (permission
+	// denied), so each is logged once; every scan tries them again.
+	unopenable map[fileID]bool
+	lastGC     time.Time
+	wg         sync.WaitGroup
+	first      bool          // the first scan: start_at applies only to files found then
+	resumed    bool          // rebuilt by a live reload: no scan is the first
+	rescan     chan struct{} // readers ask for a scan when their file disappears or they close
+	open       atomic.Int64  // descriptors held by readers, including readers winding down
 }
 
 type waitState struct {
@@ -121,6 +124,7 @@ func (in *Input) Run(ctx context.Context, em pipeline.Emitter) error {
 	in.mu.Unlock()
 	in.waiting = make(map[fileID]waitState)
 	in.deferred = make(map[fileID]time.Time)
+	in.unopenable = make(map[fileID]bool)
 	in.rescan = make(chan struct{}, 1)
 	in.first = !in.resumed
 	defer in.wg.Wait()
@@ -310,6 +314,11 @@ func (in *Input) scan(ctx context.Context, em pipeline.Emitter) {
 			delete(in.deferred, id)
 		}
 	}
+	for id := range in.unopenable {
+		if _, ok := found[id]; !ok {
+			delete(in.unopenable, id)
+		}
+	}
 	if blocked > 0 {
 		in.evictIdle(blocked)
 	}
@@ -371,7 +380,15 @@ func (in *Input) openCandidate(ctx context.Context, em pipeline.Emitter, c candi
 	// keeps it readable to its end.
 	f, err := os.Open(c.path)
 	if err != nil {
+		if !in.unopenable[c.id] {
+			in.unopenable[c.id] = true
+			in.log.Warn("cannot open file; trying again every scan_interval", zap.String("input", in.name), zap.String("path", c.path), zap.Error(err))
+		}
 		return true
+	}
+	if in.unopenable[c.id] {
+		delete(in.unopenable, c.id)
+		in.log.Info("file can be opened now", zap.String("input", in.name), zap.String("path", c.path))
 	}
 	in.open.Add(1)
 	closeF := func() {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/tailship/tailship/checkpoint"
 	"github.com/tailship/tailship/config"
 	"github.com/tailship/tailship/pipeline"
@@ -25,6 +27,7 @@ type harness struct {
 	out    *pipelinetest.Capture // set before start for a slow or blocked sink
 	set    pipeline.OutputSettings
 	memory int64
+	log    *zap.Logger // nil: none
 	cancel context.CancelFunc
 	stop   func()
 }
@@ -53,7 +56,7 @@ func newHarness(t *testing.T, dir string, mutate func(*Config)) *harness {
 
 func (h *harness) start() {
 	h.t.Helper()
-	in, err := h.cfg.Build(pipeline.BuildContext{Name: "app", Checkpoints: h.store, Stats: h.stats})
+	in, err := h.cfg.Build(pipeline.BuildContext{Name: "app", Checkpoints: h.store, Stats: h.stats, Logger: h.log})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -63,6 +66,7 @@ func (h *harness) start() {
 	r.Start(abort)
 	p.Start(abort)
 	st := p.NewStream("app", int(h.cfg.MaxLineBytes), nil, nil, []*pipeline.Runner{r})
+	st.SetLines(h.cfg.Lines())
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	var wg sync.WaitGroup

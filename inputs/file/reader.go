@@ -228,6 +228,7 @@ func (r *reader) run(ctx context.Context, em pipeline.Emitter, f *os.File) {
 		}
 		r.atEOF.Store(true)
 		if r.once || r.idle() {
+			r.flushCarry(ctx, em)
 			break
 		}
 		if r.closeIdle() {
@@ -256,7 +257,14 @@ func (r *reader) closeIdle() bool {
 	if r.gone.Load() || r.unlinked() {
 		return false
 	}
-	return r.evict.Load() || time.Since(r.lastData) >= r.in.cfg.CloseInactive.D()
+	if r.evict.Load() {
+		return true
+	}
+	// A file that ends mid-line stays open (unless its descriptor is
+	// wanted): closed, it would not be reopened until it grows, and if it
+	// was rotated and is deleted without growing, its last line would
+	// never be shipped.
+	return len(r.carry) == 0 && time.Since(r.lastData) >= r.in.cfg.CloseInactive.D()
 }
 
 // rest records, as the reader closes an idle file, where it stopped and
@@ -523,6 +531,34 @@ func (r *reader) readOnce(ctx context.Context, em pipeline.Emitter) (bool, error
 		return false, err
 	}
 	return true, nil
+}
+
+// flushCarry ships a last line that never got its newline, once the file
+// is done: rotated away or deleted, and quiet for close_removed_after (or a
+// copy read to its end). While the file keeps its name the line waits for
+// its newline instead, since its writer may be in the middle of it; the
+// checkpoint stays before it, so a restart reads it again rather than
+// losing it.
+func (r *reader) flushCarry(ctx context.Context, em pipeline.Emitter) {
+	if len(r.carry) == 0 || r.src == nil {
+		return
+	}
+	c, err := em.NewChunk(ctx, r.src, len(r.carry)+1)
+	if err != nil {
+		return
+	}
+	c.Buf = append(append(c.Buf, r.carry...), '\n')
+	if r.skipping {
+		c.Truncated++ // the kept head of an over-long line
+	}
+	c.End = r.off
+	r.carry, r.skipping = r.carry[:0], false
+	r.consumed = c.End
+	r.forgetMarks() // the buffer's newline is not the file's
+	r.in.stats.UnterminatedLines.Add(1)
+	if err := em.Emit(ctx, c); err != nil {
+		r.log.Warn("cannot ship the last, unterminated line", zap.Error(err))
+	}
 }
 
 // unlinked reports whether the reader's file has no name left. Safe from

@@ -46,6 +46,7 @@ import (
 	"github.com/tailship/tailship/config"
 	"github.com/tailship/tailship/pipeline"
 	"github.com/tailship/tailship/pipeline/codec"
+	"github.com/tailship/tailship/pipeline/template"
 )
 
 func init() {
@@ -76,6 +77,10 @@ func (c *Config) Validate() error {
 		errs = append(errs, config.Errorf("path", "required: the file to write"))
 	case strings.HasSuffix(c.Path, "/") || strings.HasSuffix(c.Path, string(os.PathSeparator)):
 		errs = append(errs, config.Errorf("path", "%q names a directory; it must name a file", c.Path))
+	case strings.Contains(c.Path, "%{"):
+		if _, _, err := parseFieldPath(c.Path); err != nil {
+			errs = append(errs, config.Errorf("path", "%v", err))
+		}
 	default:
 		if _, err := parsePattern(c.Path); err != nil {
 			errs = append(errs, config.Errorf("path", "%v", err))
@@ -91,7 +96,17 @@ func (c *Config) Validate() error {
 // Build implements pipeline.OutputConfig. No file is opened until the first
 // batch, because the path depends on the time the batch is written.
 func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
-	pat, err := parsePattern(c.Path)
+	var (
+		pat  pattern
+		tmpl template.Template
+		base string
+		err  error
+	)
+	if strings.Contains(c.Path, "%{") {
+		tmpl, base, err = parseFieldPath(c.Path)
+	} else {
+		pat, err = parsePattern(c.Path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("path: %w", err)
 	}
@@ -104,14 +119,18 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 		log = zap.NewNop()
 	}
 	return &output{
-		pat:        pat,
-		compressed: c.Compression != codec.CompressionNone,
-		max:        int64(c.MaxFileBytes),
-		fsync:      c.Fsync,
-		enc:        enc,
-		log:        log,
-		now:        time.Now,
-		open:       openFile,
+		pat:         pat,
+		tmpl:        tmpl,
+		base:        base,
+		json:        c.Format == codec.FormatJSON,
+		compressed:  c.Compression != codec.CompressionNone,
+		max:         int64(c.MaxFileBytes),
+		fsync:       c.Fsync,
+		enc:         enc,
+		log:         log,
+		now:         time.Now,
+		syncOnClose: true,
+		open:        openFile,
 	}, nil
 }
 
@@ -130,6 +149,9 @@ func openFile(path string) (file, error) {
 
 type output struct {
 	pat        pattern
+	tmpl       template.Template // set when path has %{field}: one file per value
+	base       string            // the directory tmpl's files must stay in
+	json       bool
 	compressed bool
 	max        int64
 	fsync      bool
@@ -151,6 +173,12 @@ type output struct {
 	rotPath  string // path nextN belongs to
 	hour     int64  // Unix hour of the cached expansion
 	expanded string
+	// left is the size each compressed file had when this output closed
+	// it after a good write: its tail is a whole frame of ours, so it is
+	// appended to when the output comes back to it (a field path switches
+	// between files), not moved aside.
+	left        map[string]int64
+	syncOnClose bool // false only while a field path switches files
 }
 
 // Write implements pipeline.Output.
@@ -160,6 +188,9 @@ func (o *output) Write(ctx context.Context, b *pipeline.Batch) error {
 	if o.closed {
 		return errors.New("file output is closed")
 	}
+	if o.tmpl != nil {
+		return o.writeFields(b)
+	}
 	payload, err := o.enc.Encode(b)
 	if err != nil {
 		// The same batch would fail the same way again.
@@ -168,9 +199,20 @@ func (o *output) Write(ctx context.Context, b *pipeline.Batch) error {
 	if len(payload) == 0 {
 		return nil
 	}
-	path := o.currentPath()
+	return o.put(o.currentPath(), payload)
+}
+
+// put appends one encoded payload to the file at path.
+func (o *output) put(path string, payload []byte) error {
 	if o.f != nil && (path != o.path || o.broken) {
-		if err := o.closeFile(); err != nil {
+		// A field path moves between files within every batch: syncing
+		// each on the way out would cost a disk flush per file per batch.
+		// fsync = true has synced every write already; without it no
+		// write is durable before Close anyway.
+		o.syncOnClose = o.tmpl == nil
+		err := o.closeFile()
+		o.syncOnClose = true
+		if err != nil {
 			o.log.Warn("closing file", zap.String("path", o.path), zap.Error(err))
 		}
 	}
@@ -224,7 +266,7 @@ func (o *output) openPath(path string) error {
 	case !fi.Mode().IsRegular():
 		// Retried, not rejected: the batch waits until someone fixes it.
 		return fmt.Errorf("open %s: not a regular file", path)
-	case fi.Size() > 0 && o.compressed:
+	case fi.Size() > 0 && o.compressed && o.left[path] != fi.Size():
 		if err := o.moveAside(path); err != nil {
 			return err
 		}
@@ -344,11 +386,20 @@ func (o *output) closeFile() error {
 	if o.f == nil {
 		return nil
 	}
-	serr := o.f.Sync()
+	var serr error
+	if o.syncOnClose {
+		serr = o.f.Sync()
+	}
 	cerr := o.f.Close()
 	o.f = nil
 	if err := errors.Join(serr, cerr); err != nil {
 		return fmt.Errorf("close %s: %w", o.path, err)
+	}
+	if o.compressed && !o.broken {
+		if o.left == nil || len(o.left) >= 4096 {
+			o.left = map[string]int64{} // forgetting only costs a rotation
+		}
+		o.left[o.path] = o.size
 	}
 	return nil
 }

@@ -40,7 +40,7 @@ func newConfig(path, compression string) *Config {
 	return cfg
 }
 
-func build(t *testing.T, cfg *Config) *output {
+func build(t testing.TB, cfg *Config) *output {
 	t.Helper()
 	if err := errors.Join(cfg.Common().Validate(), cfg.Validate()); err != nil {
 		t.Fatal(err)
