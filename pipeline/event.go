@@ -46,6 +46,17 @@ type Chunk struct {
 	End int64
 	// Truncated counts lines the reader already cut to max_line_bytes.
 	Truncated int
+	// Ends, when set, marks event boundaries for sources that are not
+	// line-based (broker messages may contain newlines): event i is
+	// Buf[Ends[i-1]+1 : Ends[i]] (from 0 for the first), and the byte at
+	// Ends[i] is a separator the input wrote ('\n'), not part of the event.
+	// Nil means Buf is split at every newline.
+	Ends []int
+	// Meta, when set, holds one value per event (len(Meta) == len(Ends)):
+	// what the broker said about the message (queue, stream id, ...). The
+	// pool adds it to the event as the field "metadata" after parsing, so
+	// templates reach it as %{metadata.KEY}.
+	Meta [][]Field
 
 	// parent is set on a view: the copy of a chunk's events one output
 	// sees when it has a route condition or processors of its own. The
@@ -142,6 +153,7 @@ func (c *Chunk) release() {
 	putEvents(c.Events)
 	c.Events = nil
 	c.views = nil
+	c.Ends, c.Meta = nil, nil
 }
 
 func putEvents(evs []Event) {

@@ -328,6 +328,9 @@ func (p *Pipeline) process(c *Chunk, w *worker) {
 		c.estimate = 0
 		s.learn(n, len(c.Buf))
 	}
+	if c.Meta != nil {
+		addMeta(c)
+	}
 	// Without an ordered stage the events are final here, so processors
 	// and the outputs' views run on the pool, in parallel; otherwise at
 	// delivery, after the ordered stage has joined what it joins, so a
@@ -345,6 +348,10 @@ func (p *Pipeline) process(c *Chunk, w *worker) {
 
 // split cuts the chunk buffer into events; one slice per chunk, none per line.
 func (p *Pipeline) split(c *Chunk, maxLine int) {
+	if c.Ends != nil {
+		p.splitEnds(c, maxLine)
+		return
+	}
 	buf := c.Buf
 	n := 0
 	for i := 0; i < len(buf); {
@@ -380,6 +387,39 @@ func (p *Pipeline) split(c *Chunk, maxLine int) {
 	c.Events = evs
 	if t := truncated + c.Truncated; t > 0 {
 		p.stats.LinesTruncated.Add(int64(t))
+	}
+}
+
+// splitEnds cuts the buffer at the boundaries the input marked (Chunk.Ends),
+// so a message with newlines in it stays one event.
+func (p *Pipeline) splitEnds(c *Chunk, maxLine int) {
+	evs := getEvents(len(c.Ends))
+	start, truncated := 0, 0
+	for k, end := range c.Ends {
+		end = min(max(end, start), len(c.Buf))
+		line := c.Buf[start:end]
+		if maxLine > 0 && len(line) > maxLine {
+			line = line[:maxLine]
+			truncated++
+		}
+		evs[k] = Event{Raw: line}
+		start = min(end+1, len(c.Buf))
+	}
+	c.Events = evs
+	if t := truncated + c.Truncated; t > 0 {
+		p.stats.LinesTruncated.Add(int64(t))
+	}
+}
+
+// addMeta sets each event's "metadata" field from Chunk.Meta, after the
+// parser (which replaces Fields) has run.
+func addMeta(c *Chunk) {
+	for i := range c.Events {
+		if i >= len(c.Meta) || c.Meta[i] == nil {
+			continue
+		}
+		ev := &c.Events[i]
+		ev.Fields = append(ev.Fields, Field{Key: "metadata", Value: c.Meta[i]})
 	}
 }
 

@@ -142,8 +142,59 @@ func (t Template) Append(dst []byte, src *pipeline.Source, ev *pipeline.Event, n
 	return dst
 }
 
-// FieldValue finds a field of the event, then of its source, as text.
+// FieldValue finds a field of the event, then of its source, as text. A
+// dotted key (metadata.routing_key) that names no field as written is
+// looked up in nested fields.
 func FieldValue(src *pipeline.Source, ev *pipeline.Event, key string) (string, bool) {
+	v, ok := fieldValue(src, ev, key)
+	if ok || !strings.Contains(key, ".") {
+		return v, ok
+	}
+	head, rest, _ := strings.Cut(key, ".")
+	var fs []pipeline.Field
+	if ev != nil {
+		fs = ev.Fields
+	}
+	for _, set := range [][]pipeline.Field{fs, srcFields(src)} {
+		for i := range set {
+			if set[i].Key != head {
+				continue
+			}
+			if v, ok := nested(set[i].Value, rest); ok {
+				return v, true
+			}
+		}
+	}
+	return "", false
+}
+
+func srcFields(src *pipeline.Source) []pipeline.Field {
+	if src == nil {
+		return nil
+	}
+	return src.Fields
+}
+
+func nested(v any, path string) (string, bool) {
+	fs, ok := v.([]pipeline.Field)
+	if !ok {
+		return "", false
+	}
+	head, rest, more := strings.Cut(path, ".")
+	for i := range fs {
+		if fs[i].Key == path {
+			return valueText(fs[i].Value), true
+		}
+		if more && fs[i].Key == head {
+			if s, ok := nested(fs[i].Value, rest); ok {
+				return s, true
+			}
+		}
+	}
+	return "", false
+}
+
+func fieldValue(src *pipeline.Source, ev *pipeline.Event, key string) (string, bool) {
 	if ev != nil {
 		for i := range ev.Fields {
 			if ev.Fields[i].Key == key {
