@@ -21,7 +21,9 @@ import (
 
 	"github.com/tailship/tailship/agent"
 	"github.com/tailship/tailship/api"
+	_ "github.com/tailship/tailship/inputs/amqp"
 	_ "github.com/tailship/tailship/inputs/file"
+	_ "github.com/tailship/tailship/inputs/redis"
 	_ "github.com/tailship/tailship/inputs/stdin"
 	_ "github.com/tailship/tailship/outputs/amqp"
 	_ "github.com/tailship/tailship/outputs/file"
