@@ -122,3 +122,42 @@ func TestExampleNetworkOutputsCheck(t *testing.T) {
 		t.Errorf("stdout = %q", out)
 	}
 }
+
+// TestExampleConsumerInputsCheck: the commented consumer inputs of the
+// example, uncommented, validate: every key documented there exists.
+func TestExampleConsumerInputsCheck(t *testing.T) {
+	data, err := os.ReadFile("../../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const marker = "# ---------------------------------------------------------------- consumer inputs"
+	const end = "# ---------------------------------------------------------------- outputs"
+	head, rest, ok := strings.Cut(string(data), marker)
+	section, tail, ok2 := strings.Cut(rest, end)
+	if !ok || !ok2 {
+		t.Fatal("config.example.toml has no consumer inputs section before the outputs")
+	}
+	var b strings.Builder
+	b.WriteString(head)
+	for _, l := range strings.Split(section, "\n") {
+		if r, ok := strings.CutPrefix(l, "# "); ok {
+			l = r
+		}
+		b.WriteString(l + "\n")
+	}
+	b.WriteString(end + tail)
+	dir := t.TempDir()
+	doc := strings.ReplaceAll(b.String(), "/etc/tailship/ca.pem", configtest.NewCA(t).CAFile)
+	path := filepath.Join(dir, "consumers.toml")
+	os.WriteFile(path, []byte(doc), 0o644)
+	wd, _ := os.Getwd()
+	defer os.Chdir(wd)
+	os.Chdir(dir)
+	code, out, errOut := runCLI("check", "--config", path)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "ok (4 inputs,") {
+		t.Errorf("stdout = %q", out)
+	}
+}
