@@ -118,3 +118,32 @@ func TestBufClasses(t *testing.T) {
 		putBuf(b)
 	}
 }
+
+// TestSplitEnds: a chunk with event boundaries (a broker input) keeps
+// newlines inside an event, cuts events longer than max_line_bytes, and
+// addMeta gives each event its metadata after parsing.
+func TestSplitEnds(t *testing.T) {
+	p := New(Options{Workers: 1})
+	buf := []byte("one\ntwo lines\n\nthree is long\n")
+	//             0123 4567890123 4 5678901234567 8
+	c := &Chunk{Buf: buf, Ends: []int{3, 13, 14, 28}}
+	c.Meta = [][]Field{{{Key: "id", Value: "1"}}, {{Key: "id", Value: "2"}}, nil, {{Key: "id", Value: "4"}}}
+	// "one", "two\nlines" (the \n at 7 is inside), "" and "three is long".
+	c.Buf[7] = '\n'
+	p.split(c, 10)
+	want := []string{"one", "two\nlines", "", "three is l"}
+	if got := rawsOf(c); !slices.Equal(got, want) {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+	if n := p.stats.LinesTruncated.Load(); n != 1 {
+		t.Fatalf("truncated %d, want 1", n)
+	}
+	c.Events[0].Fields = []Field{{Key: "parsed", Value: true}}
+	addMeta(c)
+	if f := c.Events[0].Fields; len(f) != 2 || f[1].Key != "metadata" || f[1].Value.([]Field)[0].Value != "1" {
+		t.Fatalf("event 0 fields %v", f)
+	}
+	if c.Events[2].Fields != nil {
+		t.Fatalf("event without metadata got fields %v", c.Events[2].Fields)
+	}
+}
