@@ -99,7 +99,7 @@ func newOutage(down bool) *outage {
 	return o
 }
 
-func start(t *testing.T, cfg *Config, out pipeline.Output) (stop func()) {
+func start(t testing.TB, cfg *Config, out pipeline.Output) (stop func()) {
 	t.Helper()
 	if err := errors.Join(cfg.Common().Validate(), cfg.Validate()); err != nil {
 		t.Fatal(err)

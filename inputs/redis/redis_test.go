@@ -74,7 +74,11 @@ type rig struct {
 	stop func()
 }
 
-func start(t *testing.T, cfg *Config, out pipeline.Output) *rig {
+func start(t *testing.T, cfg *Config, out pipeline.Output) *rig { return startTB(t, cfg, out) }
+
+func startBench(b *testing.B, cfg *Config, out pipeline.Output) func() { return startTB(b, cfg, out).stop }
+
+func startTB(t testing.TB, cfg *Config, out pipeline.Output) *rig {
 	t.Helper()
 	if err := errors.Join(cfg.Common().Validate(), cfg.Validate()); err != nil {
 		t.Fatal(err)
