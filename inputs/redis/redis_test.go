@@ -76,7 +76,9 @@ type rig struct {
 
 func start(t *testing.T, cfg *Config, out pipeline.Output) *rig { return startTB(t, cfg, out) }
 
-func startBench(b *testing.B, cfg *Config, out pipeline.Output) func() { return startTB(b, cfg, out).stop }
+func startBench(b *testing.B, cfg *Config, out pipeline.Output) func() {
+	return startTB(b, cfg, out).stop
+}
 
 func startTB(t testing.TB, cfg *Config, out pipeline.Output) *rig {
 	t.Helper()
