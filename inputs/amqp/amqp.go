@@ -46,10 +46,13 @@ import (
 	"github.com/tailship/tailship/pipeline"
 )
 
-// Queue declaration modes.
+// Queue declaration modes, and what a permanent rejection does.
 const (
 	DeclareDeclare = "declare"
 	DeclarePassive = "passive"
+
+	OnRejectDeadLetter = "dead_letter"
+	OnRejectRequeue    = "requeue"
 )
 
 func init() {
@@ -67,6 +70,7 @@ func DefaultConfig() *Config {
 		ConnectTimeout: config.Dur(10 * time.Second),
 		Heartbeat:      config.Dur(10 * time.Second),
 		DrainTimeout:   config.Dur(10 * time.Second),
+		OnReject:       OnRejectDeadLetter,
 	}
 }
 
@@ -96,7 +100,12 @@ type Config struct {
 	// consumed to be delivered, so it can acknowledge it; the rest is
 	// requeued by the broker.
 	DrainTimeout config.Duration `toml:"drain_timeout"`
-	TLS          config.TLS      `toml:"tls"`
+	// OnReject is what a message an output rejects permanently becomes:
+	// dead_letter (the output's dead_letter_path, or counted as lost; the
+	// message is acknowledged), or requeue (basic.nack with requeue: the
+	// broker delivers it again, to tailship or another consumer).
+	OnReject string     `toml:"on_reject"`
+	TLS      config.TLS `toml:"tls"`
 }
 
 // Validate checks the amqp input's keys; the common ones are checked
@@ -159,6 +168,9 @@ func (c *Config) Validate() error {
 	if c.DrainTimeout.D() < 0 {
 		add("drain_timeout", "must not be negative")
 	}
+	if c.OnReject != OnRejectDeadLetter && c.OnReject != OnRejectRequeue {
+		add("on_reject", "must be %q or %q, got %q", OnRejectDeadLetter, OnRejectRequeue, c.OnReject)
+	}
 	if c.Multiline.Enabled() {
 		add("multiline", "a message is one event already; multiline joins lines of files and stdin")
 	}
@@ -206,6 +218,7 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Input, error) {
 		queue: c.Queue, passive: c.QueueDeclare == DeclarePassive, durable: c.QueueDurable,
 		exchange: c.Exchange, routingKey: c.RoutingKey, prefetch: c.Prefetch, chunk: c.ChunkEvents,
 		tag: c.ConsumerTag, drain: c.DrainTimeout.D(), maxLine: int(c.MaxLineBytes),
+		requeue: c.OnReject == OnRejectRequeue,
 	}, nil
 }
 
@@ -225,6 +238,7 @@ type Input struct {
 	tag        string
 	drain      time.Duration
 	maxLine    int
+	requeue    bool
 }
 
 var _ pipeline.Input = (*Input)(nil)
@@ -250,12 +264,19 @@ type pos struct {
 type acker struct {
 	mu     sync.Mutex
 	last   map[*session]uint64
+	nacked map[pos]bool // requeued: no longer the channel's to acknowledge
 	signal chan struct{}
 }
 
 func (a *acker) add(ps []pos) {
 	a.mu.Lock()
 	for _, p := range ps {
+		// An ack (multiple or not) must name a tag still outstanding, so
+		// the highest one not requeued.
+		if a.nacked[p] {
+			delete(a.nacked, p)
+			continue
+		}
 		if p.tag > a.last[p.s] {
 			a.last[p.s] = p.tag
 		}
@@ -288,8 +309,11 @@ func (a *acker) flush(log *zap.Logger) {
 
 // Run implements pipeline.Input.
 func (in *Input) Run(ctx context.Context, em pipeline.Emitter) error {
-	ack := &acker{last: map[*session]uint64{}, signal: make(chan struct{}, 1)}
+	ack := &acker{last: map[*session]uint64{}, nacked: map[pos]bool{}, signal: make(chan struct{}, 1)}
 	p := msgchunk.New(em, "amqp:"+in.queue, in.chunk, 256<<10, in.maxLine, ack.add)
+	if in.requeue {
+		p.Source().Reject = func(ev *pipeline.Event) bool { return in.nack(p, ack, ev) }
+	}
 	ackCtx, stopAck := context.WithCancel(context.Background())
 	ackDone := make(chan struct{})
 	go func() {
@@ -348,6 +372,25 @@ func (in *Input) Run(ctx context.Context, em pipeline.Emitter) error {
 		cur.close()
 	}
 	return nil
+}
+
+// nack hands a message an output rejected back to the broker. It runs
+// before the message's chunk is committed, so before any ack covers it.
+func (in *Input) nack(p *msgchunk.Packer[pos], ack *acker, ev *pipeline.Event) bool {
+	ps, ok := p.Lookup(ev.Raw)
+	if !ok {
+		return false // a processor replaced the event's bytes: dead-letter it
+	}
+	if ps.s.dead.Load() {
+		return true // the channel is gone: the broker requeued it already
+	}
+	ack.mu.Lock()
+	ack.nacked[ps] = true
+	ack.mu.Unlock()
+	if err := ps.s.ch.Nack(ps.tag, false, true); err != nil {
+		in.log.Warn("requeue failed; the channel is closing, which requeues the message too", zap.Error(err))
+	}
+	return true
 }
 
 func (in *Input) tagOrDefault() string {

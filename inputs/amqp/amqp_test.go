@@ -318,3 +318,101 @@ func TestConfigErrorsHidePassword(t *testing.T) {
 		t.Fatalf("error shows the password: %v", err)
 	}
 }
+
+// TestOnRejectRequeue: with on_reject = "requeue", messages an output
+// rejects permanently are nacked back to the queue and delivered again
+// (redelivered), instead of being dead-lettered; the acknowledgements of
+// the messages around them still go through (the queue ends empty, none
+// requeued when the input stops), and with the default, dead_letter, the
+// rejected messages are acknowledged and gone.
+func TestOnRejectRequeue(t *testing.T) {
+	for _, mode := range []string{OnRejectRequeue, OnRejectDeadLetter} {
+		t.Run(mode, func(t *testing.T) {
+			ch := broker(t)
+			q := uniqueQueue(t)
+			declare(t, ch, q)
+			const n = 2000
+			publish(t, ch, q, "m", 0, n)
+			var mu sync.Mutex
+			seen := map[string]int{}
+			redelivered := 0
+			out := &refuser{mu: &mu}
+			out.write = func(b *pipeline.Batch) error {
+				mu.Lock()
+				defer mu.Unlock()
+				pe := &pipeline.PartialError{}
+				i := 0
+				for src, ev := range b.All() {
+					l := string(ev.Raw)
+					seen[l]++
+					if v, _ := template.FieldValue(src, ev, "metadata.redelivered"); v == "true" {
+						redelivered++
+					}
+					// Every 100th message is refused the first time.
+					if _, seq, _ := pipelinetest.ParseLine(l); seq%100 == 7 && seen[l] == 1 {
+						pe.Rejected = append(pe.Rejected, pipeline.Rejection{Index: i, Reason: "mapping error"})
+					} else {
+						out.lines = append(out.lines, l)
+					}
+					i++
+				}
+				if len(pe.Rejected) > 0 {
+					return pe
+				}
+				return nil
+			}
+			cfg := queueConfig(q)
+			cfg.OnReject = mode
+			cfg.Prefetch = 300
+			stop := start(t, cfg, out)
+			want := n
+			if mode == OnRejectDeadLetter {
+				want = n - n/100
+			}
+			eventually(t, "delivery", func() bool { return out.count() >= want && ready(t, ch, q) == 0 })
+			time.Sleep(200 * time.Millisecond)
+			stop()
+			if r := ready(t, ch, q); r != 0 {
+				t.Fatalf("%d messages left in the queue after the input stopped", r)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(out.lines) != want {
+				t.Fatalf("delivered %d, want %d", len(out.lines), want)
+			}
+			for i := range n {
+				l := strings.TrimSuffix(pipelinetest.Line("m", i), "\n")
+				wantSeen := 1
+				if i%100 == 7 && mode == OnRejectRequeue {
+					wantSeen = 2
+				}
+				if seen[l] != wantSeen {
+					t.Fatalf("%q offered %d times, want %d", l, seen[l], wantSeen)
+				}
+			}
+			if mode == OnRejectRequeue && redelivered != n/100 {
+				t.Fatalf("%d redelivered, want %d", redelivered, n/100)
+			}
+		})
+	}
+}
+
+// refuser is an output whose write decides per event (a PartialError) and
+// records what it accepted in lines, under the test's lock.
+type refuser struct {
+	write func(b *pipeline.Batch) error
+	lines []string
+	mu    *sync.Mutex
+}
+
+func (r *refuser) Write(_ context.Context, b *pipeline.Batch) error {
+	return r.write(b)
+}
+
+func (r *refuser) Close(context.Context) error { return nil }
+
+func (r *refuser) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.lines)
+}

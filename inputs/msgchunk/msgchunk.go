@@ -12,7 +12,9 @@ package msgchunk
 
 import (
 	"context"
+	"sort"
 	"sync"
+	"unsafe"
 
 	"github.com/tailship/tailship/pipeline"
 )
@@ -40,6 +42,11 @@ type Packer[P any] struct {
 type pending[P any] struct {
 	end int64
 	pos []P
+	// The chunk's buffer and event ends, so Lookup can tell which message
+	// an event of the chunk is while the chunk is in flight.
+	base uintptr
+	size int
+	ends []int
 }
 
 // New opens source name on em. ack receives, in order, the positions of
@@ -106,6 +113,29 @@ func (p *Packer[P]) Add(ctx context.Context, body []byte, meta []pipeline.Field,
 	return nil
 }
 
+// Lookup returns the position of the message an event of an emitted,
+// not yet committed chunk was made from, found by where its bytes lie in
+// the chunk's buffer. It fails for an event whose Raw a processor replaced.
+func (p *Packer[P]) Lookup(raw []byte) (P, bool) {
+	var zero P
+	addr := uintptr(unsafe.Pointer(unsafe.SliceData(raw)))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pc := range p.pending {
+		if addr < pc.base || addr >= pc.base+uintptr(pc.size) {
+			continue
+		}
+		off := int(addr - pc.base)
+		// The event starts after the previous end: the first end at or
+		// past its start is its own.
+		i := sort.SearchInts(pc.ends, off)
+		if i < len(pc.pos) {
+			return pc.pos[i], true
+		}
+	}
+	return zero, false
+}
+
 // Buffered returns the number of messages packed but not emitted.
 func (p *Packer[P]) Buffered() int { return len(p.pos) }
 
@@ -117,7 +147,8 @@ func (p *Packer[P]) Flush(ctx context.Context) error {
 	c := p.c
 	c.End = p.count
 	p.mu.Lock()
-	p.pending = append(p.pending, pending[P]{end: c.End, pos: p.pos})
+	p.pending = append(p.pending, pending[P]{end: c.End, pos: p.pos,
+		base: uintptr(unsafe.Pointer(unsafe.SliceData(c.Buf))), size: len(c.Buf), ends: c.Ends})
 	p.mu.Unlock()
 	p.c, p.pos = nil, nil
 	return p.em.Emit(ctx, c)
