@@ -74,9 +74,6 @@ func (in *Input) Run(ctx context.Context, em pipeline.Emitter) error {
 	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Now()) })
 	defer stop()
 
-	var committed struct {
-		off int64
-	}
 	offs := make(chan int64, 1)
 	src := em.NewSource(sourceName, func(off int64) {
 		// Keep only the newest offset: commits come in order, and this
@@ -130,9 +127,9 @@ func (in *Input) Run(ctx context.Context, em pipeline.Emitter) error {
 		}
 	}
 	// Everything is emitted: stdin ends when it is delivered.
-	for committed.off < off {
+	for committed := int64(0); committed < off; {
 		select {
-		case committed.off = <-offs:
+		case committed = <-offs:
 		case <-ctx.Done():
 			return nil
 		}
