@@ -357,7 +357,24 @@ type readState struct {
 	ownDone  bool // own pending entries read again
 	ownAfter string
 	claimAt  time.Time
+	lastID   string // the highest id read for this consumer
 	ack      *acker
+}
+
+// idLess compares stream ids (ms-seq).
+func idLess(a, b string) bool {
+	am, as, _ := strings.Cut(a, "-")
+	bm, bs, _ := strings.Cut(b, "-")
+	if len(am) != len(bm) {
+		return len(am) < len(bm)
+	}
+	if am != bm {
+		return am < bm
+	}
+	if len(as) != len(bs) {
+		return len(as) < len(bs)
+	}
+	return as < bs
 }
 
 func (in *Input) runAcked(ctx context.Context, em pipeline.Emitter, client *goredis.Client, read reader) error {
@@ -486,7 +503,7 @@ func (in *Input) readStream(ctx context.Context, client *goredis.Client, p *msgc
 		if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
 			return fmt.Errorf("create group %s on %s: %w", in.group, in.key, err)
 		}
-		st.started, st.ownAfter = true, "0"
+		st.started, st.ownAfter, st.lastID = true, "0", "0"
 		st.claimAt = time.Now().Add(in.claimIdle / 2)
 	}
 	if !st.ownDone {
@@ -501,7 +518,10 @@ func (in *Input) readStream(ctx context.Context, client *goredis.Client, p *msgc
 			return nil
 		}
 		st.ownAfter = msgs[len(msgs)-1].ID
-		in.log.Info("delivering entries left pending by an earlier run", zap.Int("entries", len(msgs)))
+		if st.lastID == "0" || idLess(st.lastID, st.ownAfter) {
+			st.lastID = st.ownAfter
+		}
+		in.log.Info("delivering entries pending at this consumer that it has not shipped (an earlier run, or a read whose reply was lost)", zap.Int("entries", len(msgs)))
 		return in.packEntries(ctx, p, msgs, true, st.ack)
 	}
 	if in.claimIdle > 0 && time.Now().After(st.claimAt) {
@@ -523,9 +543,17 @@ func (in *Input) readStream(ctx context.Context, client *goredis.Client, p *msgc
 		if strings.HasPrefix(err.Error(), "NOGROUP") {
 			st.started = false // the stream or group was deleted: create it again
 		}
+		// Redis may have run the read and lost the reply: its entries are
+		// pending at this consumer, after the last one packed. Read them
+		// again from there (claim never takes our own entries).
+		st.ownDone, st.ownAfter = false, st.lastID
 		return fmt.Errorf("xreadgroup %s: %w", in.key, err)
 	}
-	return in.packEntries(ctx, p, entries(res), false, st.ack)
+	msgs := entries(res)
+	if len(msgs) > 0 {
+		st.lastID = msgs[len(msgs)-1].ID
+	}
+	return in.packEntries(ctx, p, msgs, false, st.ack)
 }
 
 // claim takes over entries pending too long at other consumers (crashed

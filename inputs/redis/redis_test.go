@@ -391,3 +391,14 @@ func TestConfigErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestIDLess(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{{"1-0", "1-1", true}, {"1-1", "1-0", false}, {"9-5", "10-0", true}, {"10-0", "9-99", false}, {"5-2", "5-10", true}, {"5-10", "5-10", false}} {
+		if got := idLess(tc.a, tc.b); got != tc.want {
+			t.Errorf("idLess(%s, %s) = %v", tc.a, tc.b, got)
+		}
+	}
+}
