@@ -46,6 +46,7 @@ type Agent struct {
 	abortCtx context.Context
 	inCtx    context.Context
 	errs     chan error
+	ended    chan struct{} // a finite input returned by itself
 }
 
 type namedInput struct {
@@ -284,13 +285,46 @@ func (a *Agent) startInput(ni *namedInput) {
 	ni.cancel, ni.done = cancel, make(chan struct{})
 	go func() {
 		defer close(ni.done)
-		if err := ni.input.Run(ctx, ni.stream); err != nil {
+		err := ni.input.Run(ctx, ni.stream)
+		if err != nil {
 			select {
 			case a.errs <- fmt.Errorf("input %s: %w", ni.name, err):
 			default: // one failure is enough to stop
 			}
+			return
+		}
+		if ctx.Err() == nil && isFinite(ni.input) {
+			select {
+			case a.ended <- struct{}{}:
+			default: // Run looks at every input anyway
+			}
 		}
 	}()
+}
+
+func isFinite(in pipeline.Input) bool {
+	f, ok := in.(pipeline.Finite)
+	return ok && f.Finite()
+}
+
+// allEnded reports whether every input is finite and has returned: nothing
+// more can come, so the agent stops.
+func (a *Agent) allEnded() bool {
+	_, _, inputs := a.parts()
+	if len(inputs) == 0 {
+		return false
+	}
+	for _, ni := range inputs {
+		if !isFinite(ni.input) {
+			return false
+		}
+		select {
+		case <-ni.done:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Run ships until ctx ends, then stops reading, drains what was read to the
@@ -322,6 +356,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer stopInputs()
 	a.inCtx = inCtx
 	a.errs = make(chan error, 1)
+	a.ended = make(chan struct{}, 1)
 	for _, ni := range inputs {
 		a.startInput(ni)
 	}
@@ -336,6 +371,11 @@ wait:
 		case runErr = <-a.errs:
 			a.log.Error("input failed; stopping", zap.Error(runErr))
 			break wait
+		case <-a.ended:
+			if a.allEnded() {
+				a.log.Info("every input has ended; stopping")
+				break wait
+			}
 		case req := <-a.updates:
 			req.reply <- a.apply(req.cfg)
 		}

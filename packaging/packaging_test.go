@@ -20,7 +20,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tailship/tailship/agent"
+	_ "github.com/tailship/tailship/inputs/amqp"
 	_ "github.com/tailship/tailship/inputs/file"
+	_ "github.com/tailship/tailship/outputs/file"
 	_ "github.com/tailship/tailship/outputs/http"
 	_ "github.com/tailship/tailship/parse"
 )
@@ -504,5 +506,23 @@ func TestDockerfile(t *testing.T) {
 	v, err := exec.Command(out, "version").Output()
 	if err != nil || strings.TrimSpace(string(v)) != "tailship test" {
 		t.Errorf("built binary: version %q, %v", v, err)
+	}
+}
+
+// TestAggregatorConfigLoads: packaging/aggregator.toml is valid as shipped:
+// an amqp input feeding an elasticsearch output and a zstd archive.
+func TestAggregatorConfigLoads(t *testing.T) {
+	cfg, err := agent.LoadFile("aggregator.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ic, ok := cfg.Inputs["rabbit"]; !ok || ic.Common().Type != "amqp" {
+		t.Fatalf("inputs: %v", cfg.Inputs)
+	}
+	for name, typ := range map[string]string{"search": "http", "archive": "file"} {
+		oc, ok := cfg.Outputs[name]
+		if !ok || oc.Common().Type != typ {
+			t.Fatalf("output %s: want type %s, got %v", name, typ, cfg.Outputs)
+		}
 	}
 }

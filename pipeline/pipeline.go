@@ -386,6 +386,7 @@ func (p *Pipeline) splitEnds(c *Chunk, maxLine int) {
 	evs := getEvents(len(c.Ends))
 	start, truncated := 0, 0
 	for k, end := range c.Ends {
+		end = min(max(end, start), len(c.Buf)) // an input's bad mark cannot panic the pool
 		msg := c.Buf[start:end]
 		if maxLine > 0 && len(msg) > maxLine {
 			msg = msg[:maxLine]

@@ -18,6 +18,16 @@ type Input interface {
 	Run(ctx context.Context, e Emitter) error
 }
 
+// Finite is implemented by an input that can come to an end by itself
+// (stdin at EOF). Such an input's Run returns nil before ctx ends only
+// once everything it read has been committed (delivered or dead-lettered
+// everywhere). When every input of an agent is finite and has returned,
+// the agent stops as on SIGTERM: a pipe into tailship ends with exit 0.
+// Any other input returning nil early just stops reading.
+type Finite interface {
+	Finite() bool
+}
+
 // Emitter is the pipeline as an input sees it.
 type Emitter interface {
 	// NewSource opens an ordered stream of chunks. commit is called, in

@@ -458,6 +458,10 @@ func (r *Runner) reject(b *Batch, reason string, err error) {
 // lose writes rejected events to the dead-letter file, or, without one or
 // when it cannot be written, counts them as lost under reason.
 func (r *Runner) lose(recs []rejected, reason string, err error) {
+	recs = returnToSource(recs)
+	if len(recs) == 0 {
+		return
+	}
 	n := int64(len(recs))
 	r.Out.Rejected.Add(n)
 	if r.dl != nil {
@@ -473,4 +477,23 @@ func (r *Runner) lose(recs []rejected, reason string, err error) {
 	r.stats.Dropped(reason).Add(n)
 	r.log.Error("output rejected events; they are counted as lost", zap.String("output", r.Name),
 		zap.String("reason", reason), zap.Int64("events", n), zap.Error(err))
+}
+
+// returnToSource offers each rejected event to its source's Reject hook
+// (a broker input that hands the message back to the broker) and keeps
+// the ones it did not take.
+func returnToSource(recs []rejected) []rejected {
+	kept := recs[:0:0]
+	taken := false
+	for _, rec := range recs {
+		if rec.src != nil && rec.src.Reject != nil && rec.src.Reject(rec.ev) {
+			taken = true
+			continue
+		}
+		kept = append(kept, rec)
+	}
+	if !taken {
+		return recs
+	}
+	return kept
 }

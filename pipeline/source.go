@@ -12,6 +12,12 @@ import (
 type Source struct {
 	Name   string  // path or other label, for logs and metrics
 	Fields []Field // static fields added to every event of this source
+	// Reject, when set, is offered every event an output rejects
+	// permanently, before the dead-letter file: returning true means the
+	// source took it back (a broker input that requeues the message), so
+	// it is neither dead-lettered nor counted as lost. It runs on the
+	// output's goroutine and must not block. Set it before the first Emit.
+	Reject func(ev *Event) bool
 
 	stream *Stream
 	commit func(offset int64)

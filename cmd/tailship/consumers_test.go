@@ -35,7 +35,7 @@ func TestExampleConsumerInputsCheck(t *testing.T) {
 		b.WriteString(l + "\n")
 	}
 	b.WriteString(end + tail)
-	b.WriteString("\n[outputs.consumed]\ntype = \"stdout\"\ninputs = [\"events\", \"jetstream\", \"syslog\"]\n")
+	b.WriteString("\n[outputs.consumed]\ntype = \"stdout\"\ninputs = [\"events\", \"jetstream\", \"syslog\", \"rabbit\", \"queue\", \"pipe\"]\n")
 
 	dir := t.TempDir()
 	secret := filepath.Join(dir, "password")
@@ -68,7 +68,7 @@ func TestExampleConsumerInputsCheck(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
-	if !strings.Contains(out, "ok (4 inputs, 3 outputs)") {
+	if !strings.Contains(out, "ok (7 inputs, 3 outputs)") {
 		t.Errorf("stdout = %q", out)
 	}
 }

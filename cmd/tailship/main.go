@@ -21,9 +21,12 @@ import (
 
 	"github.com/tailship/tailship/agent"
 	"github.com/tailship/tailship/api"
+	_ "github.com/tailship/tailship/inputs/amqp"
 	_ "github.com/tailship/tailship/inputs/file"
 	_ "github.com/tailship/tailship/inputs/kafka"
 	_ "github.com/tailship/tailship/inputs/nats"
+	_ "github.com/tailship/tailship/inputs/redis"
+	_ "github.com/tailship/tailship/inputs/stdin"
 	_ "github.com/tailship/tailship/inputs/syslog"
 	_ "github.com/tailship/tailship/outputs/amqp"
 	_ "github.com/tailship/tailship/outputs/file"

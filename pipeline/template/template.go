@@ -142,8 +142,14 @@ func (t Template) Append(dst []byte, src *pipeline.Source, ev *pipeline.Event, n
 	return dst
 }
 
-// FieldValue finds a field of the event, then of its source, as text.
+// FieldValue finds a field of the event, then of its source, as text. A
+// dotted key (metadata.routing_key) that names no field as written reaches
+// into the event's nested fields.
 func FieldValue(src *pipeline.Source, ev *pipeline.Event, key string) (string, bool) {
+	return fieldValue(src, ev, key)
+}
+
+func fieldValue(src *pipeline.Source, ev *pipeline.Event, key string) (string, bool) {
 	if ev != nil {
 		for i := range ev.Fields {
 			if ev.Fields[i].Key == key {

@@ -63,3 +63,22 @@ func TestDottedField(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+// TestNestedFields: a dotted name reaches into nested fields (an input's
+// metadata) when no field has the dotted name as written.
+func TestNestedFields(t *testing.T) {
+	meta := []pipeline.Field{{Key: "routing_key", Value: "logs.app"}, {Key: "deep", Value: []pipeline.Field{{Key: "x", Value: int64(3)}}}}
+	ev := &pipeline.Event{Fields: []pipeline.Field{{Key: "metadata", Value: meta}, {Key: "a.b", Value: "flat"}}}
+	for key, want := range map[string]string{
+		"metadata.routing_key": "logs.app", "metadata.deep.x": "3", "a.b": "flat", "metadata.missing": "unknown",
+	} {
+		tm, err := Parse("%{" + key + "}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := string(tm.Append(nil, nil, ev, time.Now(), nil))
+		if got != want {
+			t.Errorf("%%{%s} = %q, want %q", key, got, want)
+		}
+	}
+}
