@@ -48,7 +48,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -132,7 +131,7 @@ func (c *Config) Validate() error {
 		raw = ""
 	case c.URLFile != "":
 		key = "url_file"
-		s, err := readSecret(c.URLFile)
+		s, err := config.ReadSecret(c.URLFile)
 		if err != nil {
 			add(key, "%v", err)
 		} else if s == "" {
@@ -205,50 +204,13 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// readSecret reads a secret file, trimming one trailing newline (and a CR
-// before it), as secret mounts usually have one.
-func readSecret(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("cannot read secret file: %w", err)
-	}
-	s := strings.TrimSuffix(string(b), "\n")
-	return strings.TrimSuffix(s, "\r"), nil
-}
-
-// maskURL returns the URL with its password replaced, for logs and errors.
-// A URL that does not parse is masked by hand, since its parse error is
-// shown to the user.
-func maskURL(raw string) string {
-	if u, err := url.Parse(raw); err == nil {
-		return u.Redacted()
-	}
-	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		return "(unparsable url)"
-	}
-	authority := rest
-	if i := strings.IndexByte(rest, '/'); i >= 0 {
-		authority = rest[:i]
-	}
-	at := strings.LastIndexByte(authority, '@')
-	if at < 0 {
-		return raw
-	}
-	user, _, hasPW := strings.Cut(authority[:at], ":")
-	if !hasPW {
-		return raw
-	}
-	return scheme + "://" + user + ":xxxxx" + rest[at:]
-}
-
 // redactString removes the URL's password (and the URL itself, which
 // holds it) from s.
 func redactString(s, rawURL string) string {
 	if rawURL == "" {
 		return s
 	}
-	masked := maskURL(rawURL)
+	masked := config.MaskURL(rawURL)
 	s = strings.ReplaceAll(s, rawURL, masked)
 	if pw := password(rawURL); pw != "" {
 		s = strings.ReplaceAll(s, pw, "xxxxx")
@@ -284,7 +246,7 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 	raw := c.URL
 	if c.URLFile != "" {
 		var err error
-		if raw, err = readSecret(c.URLFile); err != nil {
+		if raw, err = config.ReadSecret(c.URLFile); err != nil {
 			return nil, fmt.Errorf("url_file: %w", err)
 		}
 	}
@@ -332,7 +294,7 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 		log:         log,
 		dial:        amqp.DefaultDial(c.ConnectTimeout.D()),
 		url:         raw,
-		display:     maskURL(raw),
+		display:     config.MaskURL(raw),
 		cfg:         cfg,
 		exchange:    c.Exchange,
 		exType:      c.ExchangeType,

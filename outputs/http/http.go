@@ -35,7 +35,6 @@ import (
 	"io"
 	nethttp "net/http"
 	"net/url"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -224,24 +223,13 @@ func (a *Auth) validate() error {
 			continue
 		}
 		// Only the path and the OS error: never the contents.
-		if s, err := readSecret(path); err != nil {
+		if s, err := config.ReadSecret(path); err != nil {
 			add(key, "%v", err)
 		} else if s == "" {
 			add(key, "%s is empty", path)
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// readSecret reads a secret file, trimming one trailing newline (and a CR
-// before it).
-func readSecret(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("cannot read secret file: %w", err)
-	}
-	s := strings.TrimSuffix(string(b), "\n")
-	return strings.TrimSuffix(s, "\r"), nil
 }
 
 // Build implements pipeline.OutputConfig. Secret files are read here, once.
@@ -306,7 +294,7 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 	case a.User != "":
 		pw := a.Password
 		if a.PasswordFile != "" {
-			if pw, err = readSecret(a.PasswordFile); err != nil {
+			if pw, err = config.ReadSecret(a.PasswordFile); err != nil {
 				return nil, fmt.Errorf("auth.password_file: %w", err)
 			}
 		}
@@ -315,7 +303,7 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 	case a.BearerToken != "" || a.BearerTokenFile != "":
 		tok := a.BearerToken
 		if a.BearerTokenFile != "" {
-			if tok, err = readSecret(a.BearerTokenFile); err != nil {
+			if tok, err = config.ReadSecret(a.BearerTokenFile); err != nil {
 				return nil, fmt.Errorf("auth.bearer_token_file: %w", err)
 			}
 		}

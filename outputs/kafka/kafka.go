@@ -42,7 +42,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -242,24 +241,13 @@ func (s *SASL) validate() error {
 		add("password", "required with sasl (or password_file)")
 	case s.PasswordFile != "":
 		// Only the path and the OS error: never the contents.
-		if pw, err := readSecret(s.PasswordFile); err != nil {
+		if pw, err := config.ReadSecret(s.PasswordFile); err != nil {
 			add("password_file", "%v", err)
 		} else if pw == "" {
 			add("password_file", "%s is empty", s.PasswordFile)
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// readSecret reads a secret file, trimming one trailing newline (and a CR
-// before it), as secret mounts usually have one.
-func readSecret(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("cannot read secret file: %w", err)
-	}
-	s := strings.TrimSuffix(string(b), "\n")
-	return strings.TrimSuffix(s, "\r"), nil
 }
 
 func compressionCodec(name string) (kgo.CompressionCodec, error) {
@@ -346,7 +334,7 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 	if c.SASL.configured() {
 		pw := c.SASL.Password
 		if c.SASL.PasswordFile != "" {
-			if pw, err = readSecret(c.SASL.PasswordFile); err != nil {
+			if pw, err = config.ReadSecret(c.SASL.PasswordFile); err != nil {
 				return nil, fmt.Errorf("sasl.password_file: %w", err)
 			}
 		}

@@ -32,7 +32,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -149,7 +148,7 @@ func (c *Config) Validate() error {
 			continue
 		}
 		// Only the path and the OS error: never the contents.
-		if s, err := readSecret(path); err != nil {
+		if s, err := config.ReadSecret(path); err != nil {
 			add(key, "%v", err)
 		} else if s == "" {
 			add(key, "%s is empty", path)
@@ -214,17 +213,6 @@ func foldSubject(dst []byte, v string) []byte {
 		dst = append(dst, c)
 	}
 	return dst
-}
-
-// readSecret reads a secret file, trimming one trailing newline (and a CR
-// before it), as secret mounts usually have one.
-func readSecret(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("cannot read secret file: %w", err)
-	}
-	s := strings.TrimSuffix(string(b), "\n")
-	return strings.TrimSuffix(s, "\r"), nil
 }
 
 // redactURL drops the password from a URL for errors and logs.
@@ -305,7 +293,7 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 	case c.User != "":
 		pw := c.Password
 		if c.PasswordFile != "" {
-			if pw, err = readSecret(c.PasswordFile); err != nil {
+			if pw, err = config.ReadSecret(c.PasswordFile); err != nil {
 				return nil, fmt.Errorf("password_file: %w", err)
 			}
 		}
@@ -314,7 +302,7 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 	case c.Token != "" || c.TokenFile != "":
 		tok := c.Token
 		if c.TokenFile != "" {
-			if tok, err = readSecret(c.TokenFile); err != nil {
+			if tok, err = config.ReadSecret(c.TokenFile); err != nil {
 				return nil, fmt.Errorf("token_file: %w", err)
 			}
 		}

@@ -43,7 +43,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -133,7 +132,7 @@ func (c *Config) Validate() error {
 		add("password_file", "password is set too; use one")
 	}
 	if c.PasswordFile != "" {
-		if s, err := readSecret(c.PasswordFile); err != nil {
+		if s, err := config.ReadSecret(c.PasswordFile); err != nil {
 			add("password_file", "%v", err)
 		} else if s == "" {
 			add("password_file", "%s is empty", c.PasswordFile)
@@ -163,17 +162,6 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// readSecret reads a secret file, trimming one trailing newline (and a CR
-// before it), as secret mounts usually have one.
-func readSecret(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("cannot read secret file: %w", err)
-	}
-	s := strings.TrimSuffix(string(b), "\n")
-	return strings.TrimSuffix(s, "\r"), nil
-}
-
 // Build implements pipeline.OutputConfig. It does not connect: the first
 // batch does, so an agent starts even while Redis is down. The password
 // file is read here, once.
@@ -187,7 +175,7 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 	}
 	pw := c.Password
 	if c.PasswordFile != "" {
-		if pw, err = readSecret(c.PasswordFile); err != nil {
+		if pw, err = config.ReadSecret(c.PasswordFile); err != nil {
 			return nil, fmt.Errorf("password_file: %w", err)
 		}
 	}
