@@ -278,6 +278,8 @@ func TestSettingsValidate(t *testing.T) {
 
 // The raw path must not allocate per line, nor per batch once its buffers
 // have grown; compressors may allocate a little per batch, never per line.
+// Their bounds leave room for a collection between runs, which empties the
+// pools they draw block buffers from (seen under load: snappy at 10).
 func TestEncodeAllocs(t *testing.T) {
 	lines := testLines("alloc", 5000)
 	for _, tt := range []struct {
@@ -287,8 +289,8 @@ func TestEncodeAllocs(t *testing.T) {
 		{FormatRaw, CompressionNone, 0},
 		{FormatJSON, CompressionNone, 0},
 		{FormatRaw, CompressionZstd, 0},
-		{FormatRaw, CompressionGzip, 2},
-		{FormatRaw, CompressionSnappy, 2 + 5000*100/65536},
+		{FormatRaw, CompressionGzip, 4},
+		{FormatRaw, CompressionSnappy, 2 * (2 + 5000*100/65536)},
 	} {
 		enc, err := NewEncoder(Settings{Format: tt.format, Compression: tt.compression})
 		if err != nil {
