@@ -58,6 +58,7 @@ import (
 	"github.com/tailship/tailship/config"
 	"github.com/tailship/tailship/pipeline"
 	"github.com/tailship/tailship/pipeline/codec"
+	"github.com/tailship/tailship/pipeline/template"
 )
 
 func init() {
@@ -142,11 +143,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Topic == "" {
 		add("topic", "required (a name, or a template such as \"logs-%%{service}\")")
-	} else if t, err := parseTemplate(c.Topic); err != nil {
+	} else if t, err := template.Parse(c.Topic); err != nil {
 		add("topic", "%v", err)
-	} else if err := checkTopicText(t.literals()); err != nil {
+	} else if err := checkTopicText(t.Shape("")); err != nil {
 		add("topic", "%v", err)
-	} else if name, ok := t.literal(); ok && (name == "." || name == "..") {
+	} else if name, ok := t.Literal(); ok && (name == "." || name == "..") {
 		add("topic", "%q is not a valid topic name", name)
 	}
 	switch c.Format {
@@ -276,7 +277,7 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	topic, err := parseTemplate(c.Topic)
+	topic, err := template.Parse(c.Topic)
 	if err != nil {
 		return nil, fmt.Errorf("topic: %w", err)
 	}
@@ -291,7 +292,7 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 		keyField: c.KeyField,
 		json:     c.Format == codec.FormatJSON,
 	}
-	o.static, _ = topic.literal()
+	o.static, _ = topic.Literal()
 	acks := kgo.AllISRAcks()
 	switch c.Acks {
 	case AcksLeader:
@@ -376,7 +377,7 @@ type output struct {
 	log      *zap.Logger
 	cl       *kgo.Client
 	brokers  string
-	topic    template
+	topic    template.Template
 	static   string // the topic when the template names no field
 	keyField string
 	json     bool
@@ -470,7 +471,7 @@ func (o *output) build(w *write, b *pipeline.Batch) {
 		s.val = [2]int{s.key[1], len(w.arena)}
 		if o.static == "" {
 			s.topic[0] = len(w.names)
-			w.names = o.topic.appendTo(w.names, src, ev, now, foldTopic)
+			w.names = o.topic.Append(w.names, src, ev, now, foldTopic)
 			s.topic[1] = len(w.names)
 		}
 		i++
@@ -498,7 +499,7 @@ func (o *output) build(w *write, b *pipeline.Batch) {
 // source's name.
 func (o *output) appendKey(dst []byte, src *pipeline.Source, ev *pipeline.Event) []byte {
 	if o.keyField != "" {
-		if v, ok := fieldValue(src, ev, o.keyField); ok {
+		if v, ok := template.FieldValue(src, ev, o.keyField); ok {
 			return append(dst, v...)
 		}
 	}

@@ -43,6 +43,7 @@ import (
 	"github.com/tailship/tailship/config"
 	"github.com/tailship/tailship/pipeline"
 	"github.com/tailship/tailship/pipeline/codec"
+	"github.com/tailship/tailship/pipeline/template"
 )
 
 func init() {
@@ -106,7 +107,7 @@ func (c *Config) Validate() error {
 	}
 	if c.Subject == "" {
 		add("subject", "required (a subject, or a template such as \"logs.%%{service}\")")
-	} else if t, err := parseTemplate(c.Subject); err != nil {
+	} else if t, err := template.Parse(c.Subject); err != nil {
 		add("subject", "%v", err)
 	} else if err := checkSubject(t); err != nil {
 		add("subject", "%v", err)
@@ -163,42 +164,17 @@ func (c *Config) Validate() error {
 
 // checkSubject checks the fixed text of a subject template: tokens
 // separated by '.', none empty, no wildcard (a publish names one subject).
-func checkSubject(t template) error {
-	for _, p := range t {
-		if strings.ContainsAny(p.lit, " \t\r\n*>") {
-			return fmt.Errorf("%q: a subject to publish to has no spaces or wildcards (* >)", p.lit)
-		}
+func checkSubject(t template.Template) error {
+	if lit := t.Shape(""); strings.ContainsAny(lit, " \t\r\n*>") {
+		return fmt.Errorf("%q: a subject to publish to has no spaces or wildcards (* >)", lit)
 	}
 	// An empty token shows as "..", or a dot at either end; a field
 	// expands to at least "unknown", so it is never empty.
-	var shape strings.Builder
-	for _, p := range t {
-		if p.lit != "" {
-			shape.WriteString(p.lit)
-		} else {
-			shape.WriteByte('x')
-		}
-	}
-	s := shape.String()
+	s := t.Shape("x")
 	if strings.Contains(s, "..") || strings.HasPrefix(s, ".") || strings.HasSuffix(s, ".") {
-		return fmt.Errorf("%q has an empty token (a subject is tokens separated by single dots)", literalText(t))
+		return fmt.Errorf("%q has an empty token (a subject is tokens separated by single dots)", t.String())
 	}
 	return nil
-}
-
-func literalText(t template) string {
-	var b strings.Builder
-	for _, p := range t {
-		b.WriteString(p.lit)
-		if p.field != "" {
-			b.WriteString("%{" + p.field + "}")
-		}
-		if p.verb != 0 {
-			b.WriteByte('%')
-			b.WriteByte(p.verb)
-		}
-	}
-	return b.String()
 }
 
 // foldSubject writes a field value into one subject token: dots (which
@@ -240,7 +216,7 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	subject, err := parseTemplate(c.Subject)
+	subject, err := template.Parse(c.Subject)
 	if err != nil {
 		return nil, fmt.Errorf("subject: %w", err)
 	}
@@ -267,7 +243,7 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 		maxPending: c.Batch.MaxEvents * c.MaxInFlight,
 		secrets:    secrets,
 	}
-	o.static, _ = subject.literal()
+	o.static, _ = subject.Literal()
 	o.opts = []nats.Option{
 		nats.Name(c.Name),
 		nats.Timeout(c.ConnectTimeout.D()),
@@ -328,7 +304,7 @@ type output struct {
 	url        string
 	shown      string // url without passwords
 	opts       []nats.Option
-	subject    template
+	subject    template.Template
 	static     string
 	json       bool
 	ackTimeout time.Duration
@@ -367,7 +343,7 @@ loop:
 		}
 		subject := o.static
 		if subject == "" {
-			subj = o.subject.appendTo(subj[:0], src, ev, now, foldSubject)
+			subj = o.subject.Append(subj[:0], src, ev, now, foldSubject)
 			subject = string(subj)
 		}
 		m := &nats.Msg{Subject: subject, Data: append([]byte(nil), body...)}

@@ -91,6 +91,38 @@ func (t Template) Static() bool {
 	return true
 }
 
+// Shape returns the pattern's fixed text with every field and time token
+// replaced by token: Shape("") is the literal text alone, for checking it
+// against what a name may contain; Shape("x") shows where values go.
+func (t Template) Shape(token string) string {
+	var b strings.Builder
+	for _, p := range t {
+		if p.field != "" || p.verb != 0 {
+			b.WriteString(token)
+		} else {
+			b.WriteString(p.lit)
+		}
+	}
+	return b.String()
+}
+
+// String returns the pattern as it would be written.
+func (t Template) String() string {
+	var b strings.Builder
+	for _, p := range t {
+		switch {
+		case p.field != "":
+			b.WriteString("%{" + p.field + "}")
+		case p.verb != 0:
+			b.WriteByte('%')
+			b.WriteByte(p.verb)
+		default:
+			b.WriteString(strings.ReplaceAll(p.lit, "%", "%%"))
+		}
+	}
+	return b.String()
+}
+
 // Literal returns the pattern's text when it has neither fields nor time
 // tokens (a fixed key), and false otherwise.
 func (t Template) Literal() (string, bool) {

@@ -82,3 +82,21 @@ func TestNestedFields(t *testing.T) {
 		}
 	}
 }
+
+// TestShapeAndString: Shape stands in for what varies, String writes the
+// pattern back as it was parsed.
+func TestShapeAndString(t *testing.T) {
+	tm, err := Parse("logs.%{service}.%Y%%")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tm.Shape(""); got != "logs...%" {
+		t.Errorf(`Shape("") = %q`, got)
+	}
+	if got := tm.Shape("x"); got != "logs.x.x%" {
+		t.Errorf(`Shape("x") = %q`, got)
+	}
+	if got := tm.String(); got != "logs.%{service}.%Y%%" {
+		t.Errorf("String() = %q", got)
+	}
+}
