@@ -90,7 +90,7 @@ func TestShapeAndString(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := tm.Shape(""); got != "logs...%" {
+	if got := tm.Shape(""); got != "logs..%" {
 		t.Errorf(`Shape("") = %q`, got)
 	}
 	if got := tm.Shape("x"); got != "logs.x.x%" {
