@@ -32,8 +32,8 @@ func BenchmarkConsume(b *testing.B) {
 	b.SetBytes(int64(len(recs[0].Value)))
 	b.ResetTimer()
 	rg := startRig(b, testConfig(addrs, topic, "bench"), "kafka", false)
-	waitFor(b, "records", func() bool { return rg.out.Len() >= b.N })
+	waitFor(b, "records", func() bool { return rg.Out.Len() >= b.N })
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
-	rg.stop()
+	rg.Stop()
 }

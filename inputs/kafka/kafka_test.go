@@ -110,10 +110,10 @@ func TestCommitsOnlyDelivered(t *testing.T) {
 		return string(ev.Raw)
 	}
 	rg := startRig(t, testConfig(addrs, topic, group), "kafka", true, func(c *pipelinetest.Capture) { c.Render = render })
-	waitFor(t, "failed attempts", func() bool { return rg.out.Writes() >= 5 })
+	waitFor(t, "failed attempts", func() bool { return rg.Out.Writes() >= 5 })
 	waitFor(t, "lag of every record", func() bool {
 		var sum int64
-		for _, v := range rg.stats.LagByKey() {
+		for _, v := range rg.Stats.LagByKey() {
 			sum += v
 		}
 		return sum == partitions*n
@@ -121,21 +121,21 @@ func TestCommitsOnlyDelivered(t *testing.T) {
 	if got := committed(t, addrs, group, topic); got != [partitions]int64{-1, -1, -1} {
 		t.Fatalf("offsets committed while the output was down: %v", got)
 	}
-	if rg.out.Len() != 0 {
-		t.Fatalf("%d records captured while down", rg.out.Len())
+	if rg.Out.Len() != 0 {
+		t.Fatalf("%d records captured while down", rg.Out.Len())
 	}
 
-	rg.down.Store(false)
-	waitFor(t, "all records", func() bool { return rg.out.Len() >= partitions*n })
+	rg.Down.Store(false)
+	waitFor(t, "all records", func() bool { return rg.Out.Len() >= partitions*n })
 	waitFor(t, "offsets committed", func() bool { return committed(t, addrs, group, topic) == [partitions]int64{n, n, n} })
-	if err := pipelinetest.CheckSequences(rg.out.Lines(), want(n)); err != nil {
+	if err := pipelinetest.CheckSequences(rg.Out.Lines(), want(n)); err != nil {
 		t.Fatal(err)
 	}
 	if badMeta.Load() != 0 {
 		t.Fatalf("%d events with wrong metadata", badMeta.Load())
 	}
 	waitFor(t, "lag 0", func() bool {
-		for _, v := range rg.stats.LagByKey() {
+		for _, v := range rg.Stats.LagByKey() {
 			if v != 0 {
 				return false
 			}
@@ -144,12 +144,12 @@ func TestCommitsOnlyDelivered(t *testing.T) {
 	})
 
 	// A restarted consumer of the group resumes after the commit.
-	rg.stop()
+	rg.Stop()
 	produce(t, addrs, topic, n, 50)
 	rg2 := startRig(t, testConfig(addrs, topic, group), "kafka", false)
-	waitFor(t, "new records", func() bool { return rg2.out.Len() >= partitions*50 })
+	waitFor(t, "new records", func() bool { return rg2.Out.Len() >= partitions*50 })
 	waitFor(t, "offsets committed", func() bool { return committed(t, addrs, group, topic) == [partitions]int64{n + 50, n + 50, n + 50} })
-	for _, l := range rg2.out.Lines() {
+	for _, l := range rg2.Out.Lines() {
 		_, seq, err := pipelinetest.ParseLine(l)
 		if err != nil || seq < n {
 			t.Fatalf("restarted consumer read %q again (err %v)", l, err)
@@ -176,8 +176,8 @@ func TestMessageWithNewlinesIsOneEvent(t *testing.T) {
 	cfg := testConfig(addrs, topic, "g")
 	cfg.Parser = "json"
 	rg := startRig(t, cfg, "kafka", false)
-	waitFor(t, "records", func() bool { return rg.out.Len() >= 3 })
-	got := rg.out.Lines()
+	waitFor(t, "records", func() bool { return rg.Out.Len() >= 3 })
+	got := rg.Out.Lines()
 	if len(got) != 3 || got[0] != vals[0] || got[1] != vals[1] {
 		t.Fatalf("events %q, want %q", got, vals)
 	}
@@ -198,16 +198,16 @@ func TestRebalanceDeliversEverything(t *testing.T) {
 	// Both members hold partitions before the records come, so B has
 	// some to give up.
 	waitFor(t, "partitions shared", func() bool {
-		na, nb := len(a.stats.LagByKey()), len(b.stats.LagByKey())
+		na, nb := len(a.Stats.LagByKey()), len(b.Stats.LagByKey())
 		return na > 0 && nb > 0 && na+nb == partitions
 	})
 	produce(t, addrs, topic, 0, n)
-	waitFor(t, "both consuming", func() bool { return a.out.Len() > 0 && b.out.Len() > 0 })
-	b.stop()
+	waitFor(t, "both consuming", func() bool { return a.Out.Len() > 0 && b.Out.Len() > 0 })
+	b.Stop()
 	waitFor(t, "offsets committed", func() bool { return committed(t, addrs, group, topic) == [partitions]int64{n, n, n} })
-	a.stop()
+	a.Stop()
 	seen := map[string][]int{}
-	for _, l := range append(a.out.Lines(), b.out.Lines()...) {
+	for _, l := range append(a.Out.Lines(), b.Out.Lines()...) {
 		src, seq, err := pipelinetest.ParseLine(l)
 		if err != nil {
 			t.Fatal(err)
@@ -227,7 +227,7 @@ func TestRebalanceDeliversEverything(t *testing.T) {
 			dups += s[i] - 1
 		}
 	}
-	t.Logf("a: %d, b: %d events, %d duplicates (at least once allows them)", a.out.Len(), b.out.Len(), dups)
+	t.Logf("a: %d, b: %d events, %d duplicates (at least once allows them)", a.Out.Len(), b.Out.Len(), dups)
 }
 
 func TestValidate(t *testing.T) {

@@ -53,8 +53,8 @@ func TestSASLPlain(t *testing.T) {
 		core, logs := observer.New(zap.DebugLevel)
 		rg := startRigLog(t, cfg, "kafka", false, zap.New(core))
 		if tc.want > 0 {
-			waitFor(t, "records", func() bool { return rg.out.Len() >= tc.want })
-			if err := pipelinetest.CheckSequences(rg.out.Lines(), map[string]int{"s": tc.want}); err != nil {
+			waitFor(t, "records", func() bool { return rg.Out.Len() >= tc.want })
+			if err := pipelinetest.CheckSequences(rg.Out.Lines(), map[string]int{"s": tc.want}); err != nil {
 				t.Fatal(err)
 			}
 		} else {
@@ -62,9 +62,9 @@ func TestSASLPlain(t *testing.T) {
 				return logs.FilterLevelExact(zap.WarnLevel).Len()+logs.FilterLevelExact(zap.ErrorLevel).Len() > 0
 			})
 		}
-		rg.stop()
-		if rg.out.Len() != tc.want {
-			t.Fatalf("password %s: %d records, want %d", tc.pw, rg.out.Len(), tc.want)
+		rg.Stop()
+		if rg.Out.Len() != tc.want {
+			t.Fatalf("password %s: %d records, want %d", tc.pw, rg.Out.Len(), tc.want)
 		}
 		for _, e := range logs.All() {
 			line := fmt.Sprint(e.Message, e.ContextMap())

@@ -33,8 +33,8 @@ func BenchmarkConsume(b *testing.B) {
 	b.SetBytes(200)
 	b.ResetTimer()
 	rg := startRig(b, testConfig(stream), "nats", false)
-	waitFor(b, "messages", func() bool { return rg.out.Len() >= b.N })
+	waitFor(b, "messages", func() bool { return rg.Out.Len() >= b.N })
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	rg.stop()
+	rg.Stop()
 }

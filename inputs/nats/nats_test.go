@@ -97,20 +97,20 @@ func TestAckAfterDelivery(t *testing.T) {
 		return string(ev.Raw)
 	}
 	rg := startRig(t, testConfig(stream), "nats", true, func(c *pipelinetest.Capture) { c.Render = render })
-	waitFor(t, "failed attempts", func() bool { return rg.out.Writes() >= 5 })
+	waitFor(t, "failed attempts", func() bool { return rg.Out.Writes() >= 5 })
 	waitFor(t, "every message delivered to the input", func() bool {
 		return consumerInfo(t, js, stream, "tailship").NumAckPending == n
 	})
 	if info := consumerInfo(t, js, stream, "tailship"); info.AckFloor.Stream != 0 {
 		t.Fatalf("ack floor %d while the output is down", info.AckFloor.Stream)
 	}
-	rg.down.Store(false)
-	waitFor(t, "all messages", func() bool { return rg.out.Len() >= n })
+	rg.Down.Store(false)
+	waitFor(t, "all messages", func() bool { return rg.Out.Len() >= n })
 	waitFor(t, "all acknowledged", func() bool {
 		info := consumerInfo(t, js, stream, "tailship")
 		return info.NumAckPending == 0 && info.AckFloor.Stream == n
 	})
-	if err := pipelinetest.CheckSequences(rg.out.Lines(), map[string]int{"nats": n}); err != nil {
+	if err := pipelinetest.CheckSequences(rg.Out.Lines(), map[string]int{"nats": n}); err != nil {
 		t.Fatal(err)
 	}
 	if badMeta.Load() != 0 {
@@ -129,7 +129,7 @@ func TestUnackedRedeliveredAfterStop(t *testing.T) {
 	cfg.AckWait = config.Dur(time.Second)
 	cfg.DrainTimeout = config.Dur(0)
 	rg := startRig(t, cfg, "nats", true)
-	waitFor(t, "failed attempts", func() bool { return rg.out.Writes() >= 3 })
+	waitFor(t, "failed attempts", func() bool { return rg.Out.Writes() >= 3 })
 	waitFor(t, "messages held", func() bool { return consumerInfo(t, js, stream, "tailship").NumAckPending > 0 })
 	cancelOnly(rg)
 	if info := consumerInfo(t, js, stream, "tailship"); info.AckFloor.Stream != 0 {
@@ -143,7 +143,7 @@ func TestUnackedRedeliveredAfterStop(t *testing.T) {
 	// Redelivered messages come after newer ones: every one at least
 	// once, order not kept.
 	seen := make([]int, n)
-	for _, l := range rg2.out.Lines() {
+	for _, l := range rg2.Out.Lines() {
 		_, seq, err := pipelinetest.ParseLine(l)
 		if err != nil || seq >= n {
 			t.Fatalf("unexpected line %q", l)
@@ -160,8 +160,8 @@ func TestUnackedRedeliveredAfterStop(t *testing.T) {
 // cancelOnly stops a rig whose output stays down: what it held is given
 // up undelivered, like an agent that is killed.
 func cancelOnly(rg *rig) {
-	rg.giveUp.Store(true)
-	rg.stop()
+	rg.GiveUp.Store(true)
+	rg.Stop()
 }
 
 // TestMessageWithNewlinesIsOneEvent: a message is one event whatever it
@@ -177,8 +177,8 @@ func TestMessageWithNewlinesIsOneEvent(t *testing.T) {
 	cfg := testConfig(stream)
 	cfg.Parser = "json"
 	rg := startRig(t, cfg, "nats", false)
-	waitFor(t, "messages", func() bool { return rg.out.Len() >= 3 })
-	if got := rg.out.Lines(); fmt.Sprint(got) != fmt.Sprint(vals) {
+	waitFor(t, "messages", func() bool { return rg.Out.Len() >= 3 })
+	if got := rg.Out.Lines(); fmt.Sprint(got) != fmt.Sprint(vals) {
 		t.Fatalf("events %q, want %q", got, vals)
 	}
 }

@@ -18,7 +18,7 @@ func BenchmarkTCP(b *testing.B) {
 			c := defaults()
 			c.Mode, c.Address = "tcp", "127.0.0.1:0"
 			rg := startRig(b, c, "syslog", false, func(*pipelinetest.Capture) {})
-			conn, err := net.Dial("tcp", rg.input.(*Input).Addr().String())
+			conn, err := net.Dial("tcp", rg.Input.(*Input).Addr().String())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -36,11 +36,11 @@ func BenchmarkTCP(b *testing.B) {
 				}
 				bw.Flush()
 			}()
-			waitFor(b, "messages", func() bool { return rg.out.Len() >= b.N })
+			waitFor(b, "messages", func() bool { return rg.Out.Len() >= b.N })
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 			conn.Close()
-			rg.stop()
+			rg.Stop()
 		})
 	}
 }

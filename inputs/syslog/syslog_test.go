@@ -46,7 +46,7 @@ func listen(t *testing.T, mode string, mutate func(*Config)) (*rig, string) {
 		mutate(c)
 	}
 	rg := startRig(t, c, "syslog", false, func(c *pipelinetest.Capture) { c.Render = render })
-	return rg, rg.input.(*Input).Addr().String()
+	return rg, rg.Input.(*Input).Addr().String()
 }
 
 // split returns the messages of one protocol, without the prefix.
@@ -81,16 +81,16 @@ func TestLogSyslogClients(t *testing.T) {
 				if mode == "udp" && i%50 == 49 {
 					// Let the reader keep up: UDP has no flow control
 					// and this test is about framing, not overload.
-					waitFor(t, "udp messages", func() bool { return rg.out.Len() >= i+1-50 })
+					waitFor(t, "udp messages", func() bool { return rg.Out.Len() >= i+1-50 })
 				}
 			}
 			w.Close()
-			waitFor(t, "messages", func() bool { return rg.out.Len() >= n })
-			got := messages(rg.out.Lines(), mode)
+			waitFor(t, "messages", func() bool { return rg.Out.Len() >= n })
+			got := messages(rg.Out.Lines(), mode)
 			if err := pipelinetest.CheckSequences(got, map[string]int{mode: n}); err != nil {
-				t.Fatalf("%v\nfirst lines: %q", err, rg.out.Lines()[:3])
+				t.Fatalf("%v\nfirst lines: %q", err, rg.Out.Lines()[:3])
 			}
-			if d := rg.stats.ParseErrors.Load(); d != 0 {
+			if d := rg.Stats.ParseErrors.Load(); d != 0 {
 				t.Fatalf("%d parse errors", d)
 			}
 		})
@@ -122,8 +122,8 @@ func TestOctetCountedTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close()
-	waitFor(t, "messages", func() bool { return rg.out.Len() >= n })
-	got := messages(rg.out.Lines(), "tcp")
+	waitFor(t, "messages", func() bool { return rg.Out.Len() >= n })
+	got := messages(rg.Out.Lines(), "tcp")
 	var seqs []string
 	for i, m := range got {
 		line, rest, _ := strings.Cut(m, "\n")
@@ -161,8 +161,8 @@ func TestTLS(t *testing.T) {
 	if _, err := sendTLS(addr, &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{kp}}, "tls", n); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "messages", func() bool { return rg.out.Len() >= n })
-	got := messages(rg.out.Lines(), "tcp")
+	waitFor(t, "messages", func() bool { return rg.Out.Len() >= n })
+	got := messages(rg.Out.Lines(), "tcp")
 	if err := pipelinetest.CheckSequences(got, map[string]int{"tls": n}); err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestConnectionLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(first, "first 00000000\n")
-	waitFor(t, "first message", func() bool { return rg.out.Len() == 1 })
+	waitFor(t, "first message", func() bool { return rg.Out.Len() == 1 })
 	second, err := net.Dial("tcp", addr) // the kernel's accept queue takes it
 	if err != nil {
 		t.Fatal(err)
@@ -235,11 +235,11 @@ func TestConnectionLimit(t *testing.T) {
 	defer second.Close()
 	fmt.Fprintf(second, "second 00000000\n")
 	time.Sleep(200 * time.Millisecond)
-	if rg.out.Len() != 1 {
-		t.Fatalf("second connection served over the limit: %q", rg.out.Lines())
+	if rg.Out.Len() != 1 {
+		t.Fatalf("second connection served over the limit: %q", rg.Out.Lines())
 	}
 	first.Close()
-	waitFor(t, "second message", func() bool { return rg.out.Len() == 2 })
+	waitFor(t, "second message", func() bool { return rg.Out.Len() == 2 })
 	second.Close()
 }
 
@@ -313,7 +313,7 @@ func TestUDPDropsCounted(t *testing.T) {
 		c.ReceiveBuffer = 64 << 10
 		c.Parser = "none"
 	})
-	rg.down.Store(true)
+	rg.Down.Store(true)
 	conn, err := net.Dial("udp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -326,16 +326,16 @@ func TestUDPDropsCounted(t *testing.T) {
 	}
 	// One more datagram once the backlog is read carries the final drop
 	// count (the kernel reports it with the next datagram received).
-	rg.down.Store(false)
-	dropped := rg.stats.Dropped("udp_receive_overflow")
+	rg.Down.Store(false)
+	dropped := rg.Stats.Dropped("udp_receive_overflow")
 	waitFor(t, "delivered + dropped = sent", func() bool {
 		fmt.Fprintf(conn, "udp %08d %s", n, pad) // repeated: a probe may be dropped too
 		time.Sleep(50 * time.Millisecond)
-		got := rg.out.Len()
+		got := rg.Out.Len()
 		return dropped.Load() > 0 && int64(got)+dropped.Load() >= n
 	})
 	seen := map[int]int{}
-	for _, l := range rg.out.Lines() {
+	for _, l := range rg.Out.Lines() {
 		var seq int
 		if _, err := fmt.Sscanf(strings.TrimPrefix(l, "udp|"), "udp %08d", &seq); err != nil {
 			t.Fatalf("line %q: %v", l[:20], err)
@@ -362,7 +362,7 @@ func TestUDPDropsCounted(t *testing.T) {
 // buffers are full; once the output is back every message arrives once.
 func TestTCPBackpressure(t *testing.T) {
 	rg, addr := listen(t, "tcp", func(c *Config) { c.Parser = "none" })
-	rg.down.Store(true)
+	rg.Down.Store(true)
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -394,15 +394,15 @@ func TestTCPBackpressure(t *testing.T) {
 		t.Fatalf("wrote %d MB to a stalled pipeline without blocking: the input reads without bound", blocks)
 	}
 	t.Logf("the sender blocked after about %d MB", blocks)
-	rg.down.Store(false)
+	rg.Down.Store(false)
 	_ = conn.SetWriteDeadline(time.Time{})
 	if _, err := conn.Write(rest); err != nil {
 		t.Fatal(err)
 	}
 	conn.Close()
 	n := blocks * perBlock
-	waitFor(t, "messages", func() bool { return rg.out.Len() >= n })
-	got := messages(rg.out.Lines(), "tcp")
+	waitFor(t, "messages", func() bool { return rg.Out.Len() >= n })
+	got := messages(rg.Out.Lines(), "tcp")
 	for i := range got {
 		got[i] = got[i][:len("bp 00000000")]
 	}
@@ -429,20 +429,20 @@ func TestRFC3164AndRFC5424Parsed(t *testing.T) {
 	c := defaults()
 	c.Mode, c.Address = "udp", "127.0.0.1:0"
 	rg := startRig(t, c, "syslog", false, func(c *pipelinetest.Capture) { c.Render = fields })
-	conn, err := net.Dial("udp", rg.input.(*Input).Addr().String())
+	conn, err := net.Dial("udp", rg.Input.(*Input).Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	conn.Write([]byte("<34>Oct 11 22:14:15 mymachine su[99]: 'su root' failed for lonvick on /dev/pts/8"))
-	waitFor(t, "first", func() bool { return rg.out.Len() == 1 })
+	waitFor(t, "first", func() bool { return rg.Out.Len() == 1 })
 	conn.Write([]byte(`<165>1 2003-10-11T22:14:15.003Z host.example.com evntslog 42 ID47 [exampleSDID@32473 iut="3"] An application event` + "\n"))
-	waitFor(t, "second", func() bool { return rg.out.Len() == 2 })
+	waitFor(t, "second", func() bool { return rg.Out.Len() == 2 })
 	want := []string{
 		"hostname=mymachine appname=su procid=99 severity=2 message='su root' failed for lonvick on /dev/pts/8 metadata.protocol=udp",
 		"hostname=host.example.com appname=evntslog procid=42 severity=5 message=An application event metadata.protocol=udp",
 	}
-	if got := rg.out.Lines(); fmt.Sprint(got) != fmt.Sprint(want) {
+	if got := rg.Out.Lines(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("got\n%q\nwant\n%q", got, want)
 	}
 }
