@@ -684,10 +684,27 @@ func TestForcedStopAbandonsWrite(t *testing.T) {
 	tp := topic(t)
 	c := cluster(t, []string{tp})
 	release := make(chan struct{})
-	defer close(release)
+	var sleeping, resumed atomic.Int64
+	// kfake deadlocks in Close when a slept control wakes at the same
+	// moment (continueSleptControl waits for a lock the dying control
+	// holds), so every held request is released and seen to resume before
+	// the cluster closes.
+	defer func() {
+		close(release)
+		for deadline := time.Now().Add(10 * time.Second); resumed.Load() < sleeping.Load() && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
 	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
+		select {
+		case <-release:
+			return nil, nil, false
+		default:
+		}
+		sleeping.Add(1)
 		c.SleepControl(func() { <-release })
+		resumed.Add(1)
 		return nil, nil, false
 	})
 	out := build(t, testConfig(c, tp))
