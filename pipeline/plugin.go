@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"sort"
+	"strconv"
 	"sync"
 
 	"go.uber.org/zap"
@@ -202,6 +203,45 @@ func (b *Batch) All() iter.Seq2[*Source, *Event] {
 					continue
 				}
 				if !yield(p.c.Source, &evs[i]) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// EventID names an event within this process: its source, its chunk's
+// sequence number in that source and its place in the chunk. It stays the
+// same when a batch, or what is left of it, is retried, so an output whose
+// receiver drops messages by id (JetStream's Nats-Msg-Id) can make a retry
+// of a message stored but not acknowledged a no-op.
+type EventID struct {
+	Source *Source
+	Chunk  uint64
+	Index  int
+}
+
+// AppendText appends "serial.chunk.index", unique among this process's
+// events (the source's serial, not its address, since a freed source's
+// address is reused by the next).
+func (id EventID) AppendText(dst []byte) []byte {
+	dst = strconv.AppendUint(dst, id.Source.Serial(), 10)
+	dst = append(dst, '.')
+	dst = strconv.AppendUint(dst, id.Chunk, 10)
+	dst = append(dst, '.')
+	return strconv.AppendInt(dst, int64(id.Index), 10)
+}
+
+// WithIDs yields every event with its EventID, in All's order.
+func (b *Batch) WithIDs() iter.Seq2[EventID, *Event] {
+	return func(yield func(EventID, *Event) bool) {
+		for _, p := range b.parts {
+			for k := p.lo; k < p.hi; k++ {
+				ev := &p.c.Events[k]
+				if ev.Drop {
+					continue
+				}
+				if !yield(EventID{p.c.Source, p.c.Seq, k}, ev) {
 					return
 				}
 			}

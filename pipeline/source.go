@@ -21,6 +21,7 @@ type Source struct {
 
 	stream *Stream
 	commit func(offset int64)
+	serial atomic.Uint64 // 0 until Serial is first called
 
 	// reorder state
 	rmu        sync.Mutex
@@ -113,4 +114,16 @@ func (s *Source) reorder(c *Chunk, deliver func(*Chunk)) {
 		s.rmu.Unlock()
 		c = next
 	}
+}
+
+// sourceSerials numbers sources in the order they are first asked for one.
+var sourceSerials atomic.Uint64
+
+// Serial returns a number no other source of this process has.
+func (s *Source) Serial() uint64 {
+	if n := s.serial.Load(); n != 0 {
+		return n
+	}
+	s.serial.CompareAndSwap(0, sourceSerials.Add(1))
+	return s.serial.Load()
 }

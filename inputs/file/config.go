@@ -44,6 +44,11 @@ type Config struct {
 	// container, restart count) read from kubelet's log paths to every
 	// event of such a file.
 	Kubernetes bool `toml:"kubernetes"`
+	// DetectCopies takes a new file whose content begins like a file being
+	// read (or like a checkpointed one) for a copytruncate copy and reads it
+	// from where the original was read. Off, every new file is read from
+	// its start: for inputs whose distinct files may hold the same content.
+	DetectCopies bool `toml:"detect_copies"`
 }
 
 func init() {
@@ -60,6 +65,7 @@ func defaults() *Config {
 		MaxHold:       config.Dur(5 * time.Minute),
 		CloseInactive: config.Dur(5 * time.Minute),
 		CheckpointTTL: config.Dur(24 * time.Hour),
+		DetectCopies:  true,
 	}
 }
 

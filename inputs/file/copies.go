@@ -61,7 +61,7 @@ func (in *Input) settleTruncations(ctx context.Context, em pipeline.Emitter, sta
 		case t.claimed:
 		case !t.at.Before(started):
 			kept = append(kept, t)
-		case in.rescue(ctx, em, t):
+		case in.cfg.DetectCopies && in.rescue(ctx, em, t):
 		case int(in.open.Load()) >= in.maxOpen && time.Since(t.at) < copyWait:
 			kept = append(kept, t) // no descriptor to look with yet
 		default:
@@ -144,6 +144,9 @@ func (in *Input) place(id fileID, f *os.File, size int64) (at int64, deferred bo
 	if e, ok := in.store.Get(in.key(id)); ok && sameContent(f, fp, e, size) {
 		return -1, false
 	}
+	if !in.cfg.DetectCopies {
+		return -1, false
+	}
 	for _, t := range in.truncs {
 		if t.claimed || t.head != fp {
 			continue
@@ -200,6 +203,9 @@ func (in *Input) place(id fileID, f *os.File, size int64) (at int64, deferred bo
 // begins like a file another reader follows: a copy being written. Its
 // reader then stops, and the scan places it as a copy.
 func (in *Input) looksLikeCopy(r *reader, size int64) bool {
+	if !in.cfg.DetectCopies {
+		return false
+	}
 	fp, raw, err := readHead(r.f, int(min(size, fpBytes)))
 	if err != nil {
 		return false

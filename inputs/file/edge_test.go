@@ -297,7 +297,7 @@ func TestTenThousandFiles(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("waited for %d lines, have %d", files*lines, h.out.Len())
 		}
-		peak = max(peak, h.stats.FilesOpen.Load(), int64(openIn(t, dir)))
+		peak = max(peak, h.stats.FilesOpen.Load(), int64(openAtOnceIn(t, dir)))
 		time.Sleep(25 * time.Millisecond) // a lighter sampler leaves the cores to the input
 	}
 	h.stop()
@@ -351,4 +351,33 @@ func TestUnterminatedLineSurvivesCloseInactive(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	h.stop()
 	checkAll(t, h.out.Lines(), map[string]int{"a": 100})
+}
+
+// Two distinct files with the same content (replicas writing the same
+// output, fixtures copied on purpose): with detect_copies = false the
+// second is not taken for a copytruncate copy of the first and is read
+// from its start, so every line arrives once per file.
+func TestIdenticalFilesWithoutCopyDetection(t *testing.T) {
+	dir := t.TempDir()
+	const lines = 300
+	appendLines(t, filepath.Join(dir, "a.log"), "x", 0, lines)
+	h := newHarness(t, dir, func(c *Config) { c.DetectCopies = false })
+	h.start()
+	h.waitLines(lines)
+	appendLines(t, filepath.Join(dir, "b.log"), "x", 0, lines)
+	h.waitLines(2 * lines)
+	time.Sleep(200 * time.Millisecond) // room for a duplicate to show
+	h.stop()
+	seen := map[string]int{}
+	for _, l := range h.out.Lines() {
+		seen[l]++
+	}
+	for i := range lines {
+		if n := seen[strings.TrimSuffix(pipelinetest.Line("x", i), "\n")]; n != 2 {
+			t.Fatalf("line %d arrived %d times, want once per file", i, n)
+		}
+	}
+	if got := h.out.Len(); got != 2*lines {
+		t.Fatalf("%d lines delivered, want %d", got, 2*lines)
+	}
 }

@@ -14,7 +14,13 @@
 // of the batch is retried by the runner, in order, even the messages
 // acknowledged after it: a message the server stored whose acknowledgement
 // was lost is then stored twice (at least once), and no message overtakes
-// an earlier one of its file. The first message of a batch is sent alone
+// an earlier one of its file. Unless msg_id = false, every message carries
+// a Nats-Msg-Id that stays the same across retries (a random prefix per
+// output instance, then the event's source, chunk and place in it), so a
+// stream drops the second copy of a message it stored within its
+// duplicate window (2 minutes unless the stream says otherwise): retries
+// after a cut connection store nothing twice, unless they come later than
+// that window or after the agent restarted. The first message of a batch is sent alone
 // and acknowledged before the rest, so a batch meets a missing stream (or
 // a server that cannot store) with nothing sent behind it; only a server
 // that refuses a message in the middle of a batch and stores later ones
@@ -29,6 +35,8 @@ package nats
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
@@ -59,6 +67,7 @@ func DefaultConfig() *Config {
 		AckTimeout:     config.Dur(10 * time.Second),
 		ConnectTimeout: config.Dur(5 * time.Second),
 		Name:           "tailship",
+		MsgID:          true,
 	}
 }
 
@@ -81,6 +90,9 @@ type Config struct {
 	TokenFile       string          `toml:"token_file"`
 	CredentialsFile string          `toml:"credentials_file"` // a .creds file (JWT and NKey seed)
 	TLS             config.TLS      `toml:"tls"`
+	// MsgID sets Nats-Msg-Id on every message, for the stream's
+	// de-duplication of retried messages.
+	MsgID bool `toml:"msg_id"`
 }
 
 // Validate checks the keys of the nats output; the loader validates the
@@ -244,6 +256,16 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 		secrets:    secrets,
 	}
 	o.static, _ = subject.Literal()
+	if c.MsgID {
+		// Random per output instance: a restarted or reloaded agent numbers
+		// its sources and chunks from the start again, and those ids must
+		// not collide with the ones a stream still remembers.
+		var nonce [9]byte
+		if _, err := rand.Read(nonce[:]); err != nil {
+			return nil, fmt.Errorf("msg_id prefix: %w", err)
+		}
+		o.idPrefix = append(base64.RawURLEncoding.AppendEncode(nil, nonce[:]), '.')
+	}
 	o.opts = []nats.Option{
 		nats.Name(c.Name),
 		nats.Timeout(c.ConnectTimeout.D()),
@@ -310,6 +332,7 @@ type output struct {
 	ackTimeout time.Duration
 	maxPending int
 	secrets    []string
+	idPrefix   []byte // "<random>." for Nats-Msg-Id; nil: no ids
 
 	mu     sync.Mutex // guards nc and js; Writes hold it only to connect
 	nc     *nats.Conn
@@ -329,11 +352,12 @@ func (o *output) Write(ctx context.Context, b *pipeline.Batch) error {
 	rejected := make([]bool, n)
 	now := time.Now()
 	stop := n // publishing stopped here: this message and the rest were not sent
-	var body, subj []byte
+	var body, subj, msgID []byte
 	i := 0
 	probed := false
 loop:
-	for src, ev := range b.All() {
+	for id, ev := range b.WithIDs() {
+		src := id.Source
 		// Each message owns its bytes: the client keeps them until
 		// acknowledged, which can be after a forced stop returns.
 		if o.json {
@@ -347,6 +371,10 @@ loop:
 			subject = string(subj)
 		}
 		m := &nats.Msg{Subject: subject, Data: append([]byte(nil), body...)}
+		if o.idPrefix != nil {
+			msgID = id.AppendText(append(msgID[:0], o.idPrefix...))
+			m.Header = nats.Header{nats.MsgIdHdr: []string{string(msgID)}}
+		}
 		f, err := js.PublishMsgAsync(m, noRetry...)
 		if err != nil {
 			fails[i] = err

@@ -296,6 +296,8 @@ type proxy struct {
 	conns map[net.Conn]struct{}
 	down  bool
 	cuts  int
+
+	muted atomic.Bool // the server's bytes are dropped: stored, never acknowledged
 }
 
 func newProxy(t *testing.T, target string) *proxy {
@@ -342,7 +344,23 @@ func (p *proxy) serve() {
 			p.mu.Unlock()
 		}
 		p.wg.Go(func() { pipe(up, c) })
-		p.wg.Go(func() { pipe(c, up) })
+		p.wg.Go(func() { pipe(c, &mutable{up, &p.muted}) })
+	}
+}
+
+// mutable is the server side of a proxied connection; reads from it come
+// back empty-handed while muted, so what the server says is lost.
+type mutable struct {
+	net.Conn
+	muted *atomic.Bool
+}
+
+func (m *mutable) Read(b []byte) (int, error) {
+	for {
+		n, err := m.Conn.Read(b)
+		if n == 0 || err != nil || !m.muted.Load() {
+			return n, err
+		}
 	}
 }
 
@@ -374,9 +392,9 @@ func (p *proxy) close() {
 // TestConnectionCut: the network between the agent and NATS is cut three
 // times while lines are shipped, for 300ms each. Nothing is lost, and each
 // file's lines arrive in order: a batch hit by a cut is retried from its
-// first unacknowledged message, so messages stored whose acknowledgement
-// was lost arrive twice (at least once), and only those: the sequence only
-// ever steps back to where a retry started.
+// first unacknowledged message, and messages stored whose acknowledgement
+// was lost are sent again with the same Nats-Msg-Id, which the stream
+// drops: every line is stored exactly once.
 func TestConnectionCut(t *testing.T) {
 	s := newStream(t, serverAddr, nil)
 	px := newProxy(t, serverAddr)
@@ -451,6 +469,74 @@ func TestConnectionCut(t *testing.T) {
 	}
 	t.Logf("%d messages for %d lines (%d duplicates after %d cuts), %d failed writes, %d retries",
 		len(msgs), 2*lines, dups, px.cuts, r.Out.Failures.Load(), r.Out.Retries.Load())
+	if dups > 0 {
+		t.Fatalf("%d lines stored twice: the stream did not drop retried messages by their Nats-Msg-Id", dups)
+	}
+}
+
+// TestLostAcksNotStoredTwice: the server's answers are lost for a moment
+// (it stores what it gets and its acknowledgements never arrive), then the
+// connection is cut, three times. The retries re-send stored messages;
+// with msg_id the stream drops them by their Nats-Msg-Id and every line is
+// stored once. Without, the same faults store lines twice, which shows the
+// faults are real.
+func TestLostAcksNotStoredTwice(t *testing.T) {
+	for _, withID := range []bool{true, false} {
+		t.Run(fmt.Sprintf("msg_id=%v", withID), func(t *testing.T) {
+			s := newStream(t, serverAddr, nil)
+			px := newProxy(t, serverAddr)
+			c := testConfig(px.addr(), s.prefix+".logs")
+			c.MsgID = withID
+			c.AckTimeout = config.Dur(500 * time.Millisecond)
+			const lines = 20000
+			in := &pipelinetest.StaticInput{Sources: []string{"a", "b"}, Lines: lines, ChunkLines: 100}
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for i := 0; i < 3; i++ {
+					for in.Committed("a") < int64(i+1)*in.Size("a")/4 {
+						select {
+						case <-stop:
+							return
+						case <-time.After(time.Millisecond):
+						}
+					}
+					px.muted.Store(true)
+					time.Sleep(100 * time.Millisecond)
+					px.cut()
+					px.muted.Store(false)
+					time.Sleep(100 * time.Millisecond)
+					px.restore()
+				}
+			})
+			r := ship(t, c, in, pipelinetest.ShipOptions{})
+			close(stop)
+			wg.Wait()
+			msgs := s.read(t, 2*lines)
+			seen := map[string]int{}
+			var firsts []string
+			for _, m := range msgs {
+				l := string(m.Data())
+				if seen[l]++; seen[l] == 1 {
+					firsts = append(firsts, l)
+				}
+			}
+			if err := pipelinetest.CheckSequences(firsts, in.Want()); err != nil {
+				t.Fatal(err)
+			}
+			dups := len(msgs) - len(firsts)
+			t.Logf("%d messages for %d lines, %d stored twice; %d cuts, %d failed writes", len(msgs), 2*lines, dups, px.cuts, r.Out.Failures.Load())
+			if px.cuts < 3 || r.Out.Failures.Load() == 0 {
+				t.Fatalf("%d cuts, %d failed writes: the faults did not happen", px.cuts, r.Out.Failures.Load())
+			}
+			if withID && dups > 0 {
+				t.Fatalf("%d lines stored twice despite Nats-Msg-Id", dups)
+			}
+			if !withID && dups == 0 {
+				t.Fatal("no line stored twice without Nats-Msg-Id: the lost acknowledgements did not happen")
+			}
+		})
+	}
 }
 
 // bigLine replaces line 700 of source b with size bytes of random text.
