@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -23,10 +22,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"go.uber.org/zap"
 
 	"github.com/tailship/tailship/config"
+	"github.com/tailship/tailship/kafkasasl"
 	"github.com/tailship/tailship/pipeline"
 )
 
@@ -60,16 +59,9 @@ type Config struct {
 	DrainTimeout config.Duration `toml:"drain_timeout"`
 	// Metadata adds a "metadata" object (topic, partition, offset, key,
 	// timestamp) to every event.
-	Metadata bool       `toml:"metadata"`
-	TLS      config.TLS `toml:"tls"`
-	SASL     SASL       `toml:"sasl"`
-}
-
-// SASL is [inputs.NAME.sasl]: PLAIN authentication (use it with TLS).
-type SASL struct {
-	Username     string `toml:"username"`
-	Password     string `toml:"password"`
-	PasswordFile string `toml:"password_file"`
+	Metadata bool             `toml:"metadata"`
+	TLS      config.TLS       `toml:"tls"`
+	SASL     kafkasasl.Config `toml:"sasl"`
 }
 
 func init() {
@@ -137,30 +129,8 @@ func (c *Config) Validate() error {
 	if c.TLS.Configured() || c.TLS.Enabled {
 		errs = append(errs, config.Prefix("tls", c.TLS.Validate()))
 	}
-	if c.SASL.Password != "" && c.SASL.PasswordFile != "" {
-		add("sasl.password_file", "sasl.password is set too; use one")
-	}
-	if c.SASL.Username != "" && c.SASL.Password == "" && c.SASL.PasswordFile == "" {
-		add("sasl.username", "needs sasl.password or sasl.password_file")
-	}
-	if c.SASL.PasswordFile != "" {
-		if _, err := readSecret(c.SASL.PasswordFile); err != nil {
-			add("sasl.password_file", "%v", err)
-		}
-	}
+	errs = append(errs, config.Prefix("sasl", c.SASL.Validate()))
 	return errors.Join(errs...)
-}
-
-func readSecret(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("cannot read secret file: %w", err)
-	}
-	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-	if s == "" {
-		return "", fmt.Errorf("secret file %s is empty", path)
-	}
-	return s, nil
 }
 
 // Build implements pipeline.InputConfig.
@@ -203,15 +173,12 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Input, error) {
 		}
 		opts = append(opts, kgo.DialTLSConfig(tc))
 	}
-	if c.SASL.Username != "" {
-		pw := c.SASL.Password
-		if c.SASL.PasswordFile != "" {
-			var err error
-			if pw, err = readSecret(c.SASL.PasswordFile); err != nil {
-				return nil, fmt.Errorf("sasl.password_file: %w", err)
-			}
-		}
-		opts = append(opts, kgo.SASL(plain.Auth{User: c.SASL.Username, Pass: pw}.AsMechanism()))
+	mech, _, err := c.SASL.Auth()
+	if err != nil {
+		return nil, err
+	}
+	if mech != nil {
+		opts = append(opts, kgo.SASL(mech))
 	}
 	// The client's own warnings (a refused SASL login, a group join
 	// failing) are the only report of some failures.

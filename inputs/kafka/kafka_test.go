@@ -239,13 +239,13 @@ func TestValidate(t *testing.T) {
 	c.Topics = []string{"("}
 	c.SASL.Username = "u"
 	err := c.Validate()
-	for _, key := range []string{"multiline", "parser", "brokers", "group", "start_offset", "topics", "sasl.username"} {
+	for _, key := range []string{"multiline", "parser", "brokers", "group", "start_offset", "topics", "sasl.mechanism", "sasl.password"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("error %v does not name %s", err, key)
 		}
 	}
 	c = testConfig([]string{"x:1"}, "t", "g")
-	c.SASL.Username, c.SASL.Password = "u", "hunter2"
+	c.SASL.Mechanism, c.SASL.Username, c.SASL.Password = "SCRAM-SHA-256", "u", "hunter2"
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -11,25 +11,31 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/tailship/tailship/kafkasasl"
 	"github.com/tailship/tailship/pipeline/pipelinetest"
 )
 
-// TestSASLPlain: with the password from sasl.password_file the input
-// consumes from a cluster that requires SASL; with a wrong one it gets
-// nothing and its logs never carry the password.
-func TestSASLPlain(t *testing.T) {
+// TestSASL: with the password from sasl.password_file the input consumes
+// from a cluster that requires SASL, with each mechanism; with a wrong one
+// it gets nothing and its logs never carry the password.
+func TestSASL(t *testing.T) {
+	for _, mech := range []string{kafkasasl.Plain, kafkasasl.ScramSHA256, kafkasasl.ScramSHA512} {
+		t.Run(mech, func(t *testing.T) { testSASL(t, mech) })
+	}
+}
+
+func testSASL(t *testing.T, mech string) {
 	topic := fmt.Sprintf("sasl-%d", time.Now().UnixNano())
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.Superuser("PLAIN", "admin", "right-secret"), kfake.SeedTopics(1, topic))
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.Superuser(mech, "admin", "right-secret"), kfake.SeedTopics(1, topic))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	addrs := c.ListenAddrs()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.SASL(plain.Auth{User: "admin", Pass: "right-secret"}.AsMechanism()))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.SASL(kafkasasl.Mechanism(mech, "admin", "right-secret")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +55,7 @@ func TestSASLPlain(t *testing.T) {
 		pwFile := filepath.Join(dir, "pw")
 		os.WriteFile(pwFile, []byte(tc.pw+"\n"), 0o600)
 		cfg := testConfig(addrs, topic, "g-"+tc.pw)
-		cfg.SASL.Username, cfg.SASL.PasswordFile = "admin", pwFile
+		cfg.SASL = kafkasasl.Config{Mechanism: mech, Username: "admin", PasswordFile: pwFile}
 		core, logs := observer.New(zap.DebugLevel)
 		rg := startRigLog(t, cfg, "kafka", false, zap.New(core))
 		if tc.want > 0 {

@@ -50,12 +50,10 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"go.uber.org/zap"
 
 	"github.com/tailship/tailship/config"
+	"github.com/tailship/tailship/kafkasasl"
 	"github.com/tailship/tailship/pipeline"
 	"github.com/tailship/tailship/pipeline/codec"
 	"github.com/tailship/tailship/pipeline/template"
@@ -70,13 +68,6 @@ const (
 	AcksAll    = "all"    // every in-sync replica
 	AcksLeader = "leader" // the partition leader only
 	AcksNone   = "none"   // none: a record counts as delivered once written to the socket
-)
-
-// SASL mechanisms.
-const (
-	SASLPlain       = "PLAIN"
-	SASLScramSHA256 = "SCRAM-SHA-256"
-	SASLScramSHA512 = "SCRAM-SHA-512"
 )
 
 // DefaultConfig returns the kafka output's defaults.
@@ -103,29 +94,17 @@ type Config struct {
 	// KeyField names the field whose value is the record key (and so
 	// picks the partition). Empty, or an event without the field, keys by
 	// the source (the file path): a file's lines stay in one partition.
-	KeyField        string          `toml:"key_field"`
-	Format          string          `toml:"format"`      // raw | json: the record value
-	Compression     string          `toml:"compression"` // zstd | lz4 | snappy | gzip | none
-	Acks            string          `toml:"acks"`        // all | leader | none
-	Idempotent      bool            `toml:"idempotent"`
-	ClientID        string          `toml:"client_id"`
-	MaxMessageBytes config.Size     `toml:"max_message_bytes"`
-	DeliveryTimeout config.Duration `toml:"delivery_timeout"`
-	ConnectTimeout  config.Duration `toml:"connect_timeout"`
-	SASL            SASL            `toml:"sasl"`
-	TLS             config.TLS      `toml:"tls"`
-}
-
-// SASL is [outputs.NAME.sasl].
-type SASL struct {
-	Mechanism    string `toml:"mechanism"` // PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
-	Username     string `toml:"username"`
-	Password     string `toml:"password"`
-	PasswordFile string `toml:"password_file"`
-}
-
-func (s *SASL) configured() bool {
-	return s.Mechanism != "" || s.Username != "" || s.Password != "" || s.PasswordFile != ""
+	KeyField        string           `toml:"key_field"`
+	Format          string           `toml:"format"`      // raw | json: the record value
+	Compression     string           `toml:"compression"` // zstd | lz4 | snappy | gzip | none
+	Acks            string           `toml:"acks"`        // all | leader | none
+	Idempotent      bool             `toml:"idempotent"`
+	ClientID        string           `toml:"client_id"`
+	MaxMessageBytes config.Size      `toml:"max_message_bytes"`
+	DeliveryTimeout config.Duration  `toml:"delivery_timeout"`
+	ConnectTimeout  config.Duration  `toml:"connect_timeout"`
+	SASL            kafkasasl.Config `toml:"sasl"`
+	TLS             config.TLS       `toml:"tls"`
 }
 
 // Validate checks the keys of the kafka output; the loader validates the
@@ -181,7 +160,7 @@ func (c *Config) Validate() error {
 	if c.ConnectTimeout.D() <= 0 {
 		add("connect_timeout", "must be above 0")
 	}
-	errs = append(errs, config.Prefix("sasl", c.SASL.validate()))
+	errs = append(errs, config.Prefix("sasl", c.SASL.Validate()))
 	if c.TLS.Configured() && !c.TLS.Enabled {
 		add("tls.enabled", "TLS settings are given but tls.enabled is false")
 	}
@@ -217,38 +196,6 @@ func foldTopic(dst []byte, v string) []byte {
 		dst = append(dst, byte(r))
 	}
 	return dst
-}
-
-func (s *SASL) validate() error {
-	if !s.configured() {
-		return nil
-	}
-	var errs []error
-	add := func(key, format string, args ...any) { errs = append(errs, config.Errorf(key, format, args...)) }
-	switch s.Mechanism {
-	case SASLPlain, SASLScramSHA256, SASLScramSHA512:
-	case "":
-		add("mechanism", "required with SASL credentials: %q, %q or %q", SASLPlain, SASLScramSHA256, SASLScramSHA512)
-	default:
-		add("mechanism", "must be %q, %q or %q, got %q", SASLPlain, SASLScramSHA256, SASLScramSHA512, s.Mechanism)
-	}
-	if s.Username == "" {
-		add("username", "required with sasl")
-	}
-	switch {
-	case s.Password != "" && s.PasswordFile != "":
-		add("password_file", "password is set too; use one")
-	case s.Password == "" && s.PasswordFile == "":
-		add("password", "required with sasl (or password_file)")
-	case s.PasswordFile != "":
-		// Only the path and the OS error: never the contents.
-		if pw, err := config.ReadSecret(s.PasswordFile); err != nil {
-			add("password_file", "%v", err)
-		} else if pw == "" {
-			add("password_file", "%s is empty", s.PasswordFile)
-		}
-	}
-	return errors.Join(errs...)
 }
 
 func compressionCodec(name string) (kgo.CompressionCodec, error) {
@@ -332,15 +279,13 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 		}
 		opts = append(opts, kgo.DialTLSConfig(tc))
 	}
-	if c.SASL.configured() {
-		pw := c.SASL.Password
-		if c.SASL.PasswordFile != "" {
-			if pw, err = config.ReadSecret(c.SASL.PasswordFile); err != nil {
-				return nil, fmt.Errorf("sasl.password_file: %w", err)
-			}
-		}
+	mech, pw, err := c.SASL.Auth()
+	if err != nil {
+		return nil, err
+	}
+	if mech != nil {
 		o.secret = pw
-		opts = append(opts, kgo.SASL(mechanism(c.SASL.Mechanism, c.SASL.Username, pw)))
+		opts = append(opts, kgo.SASL(mech))
 	}
 	if o.cl, err = kgo.NewClient(opts...); err != nil {
 		return nil, o.mask(fmt.Errorf("kafka client: %w", err))
@@ -361,16 +306,6 @@ func backoff(initial, ceiling time.Duration) func(tries int) time.Duration {
 		}
 		return time.Duration(rand.Int64N(int64(d)) + 1)
 	}
-}
-
-func mechanism(name, user, pw string) sasl.Mechanism {
-	switch name {
-	case SASLScramSHA256:
-		return scram.Auth{User: user, Pass: pw}.AsSha256Mechanism()
-	case SASLScramSHA512:
-		return scram.Auth{User: user, Pass: pw}.AsSha512Mechanism()
-	}
-	return plain.Auth{User: user, Pass: pw}.AsMechanism()
 }
 
 type output struct {

@@ -30,6 +30,7 @@ import (
 
 	"github.com/tailship/tailship/config"
 	"github.com/tailship/tailship/config/configtest"
+	"github.com/tailship/tailship/kafkasasl"
 	"github.com/tailship/tailship/pipeline"
 	"github.com/tailship/tailship/pipeline/pipelinetest"
 )
@@ -581,14 +582,14 @@ func TestBrokerDownThenUp(t *testing.T) {
 }
 
 func TestSASL(t *testing.T) {
-	for _, mech := range []string{SASLPlain, SASLScramSHA256, SASLScramSHA512} {
+	for _, mech := range []string{kafkasasl.Plain, kafkasasl.ScramSHA256, kafkasasl.ScramSHA512} {
 		t.Run(mech, func(t *testing.T) {
 			tp := topic(t)
 			c := cluster(t, []string{tp}, kfake.EnableSASL(), kfake.Superuser(mech, "shipper", "s3cret-pass"))
 			pwFile := filepath.Join(t.TempDir(), "pw")
 			os.WriteFile(pwFile, []byte("s3cret-pass\n"), 0o600)
 			cfg := testConfig(c, tp)
-			cfg.SASL = SASL{Mechanism: mech, Username: "shipper", PasswordFile: pwFile}
+			cfg.SASL = kafkasasl.Config{Mechanism: mech, Username: "shipper", PasswordFile: pwFile}
 			in := &pipelinetest.StaticInput{Sources: []string{"a"}, Lines: 1000, ChunkLines: 100}
 			ship(t, cfg, in, pipelinetest.ShipOptions{})
 			if err := pipelinetest.CheckSequences(values(consumeSASL(t, c, mech, tp, 1000)), in.Want()); err != nil {
@@ -597,7 +598,7 @@ func TestSASL(t *testing.T) {
 
 			// A wrong password fails the write, retryably, and the error
 			// does not carry the password.
-			cfg.SASL = SASL{Mechanism: mech, Username: "shipper", Password: "wrong-pass-xyz"}
+			cfg.SASL = kafkasasl.Config{Mechanism: mech, Username: "shipper", Password: "wrong-pass-xyz"}
 			cfg.DeliveryTimeout = config.Dur(time.Second)
 			core, logs := observer.New(zap.DebugLevel)
 			out, err := cfg.Build(pipeline.BuildContext{Name: "kafka", Logger: zap.New(core)})
@@ -622,7 +623,7 @@ func TestSASL(t *testing.T) {
 func consumeSASL(t *testing.T, c *kfake.Cluster, mech, tp string, want int) []*kgo.Record {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(tp),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.SASL(mechanism(mech, "shipper", "s3cret-pass")))
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.SASL(kafkasasl.Mechanism(mech, "shipper", "s3cret-pass")))
 	if err != nil {
 		t.Fatal(err)
 	}
