@@ -389,6 +389,20 @@ func (p *proxy) close() {
 	p.wg.Wait()
 }
 
+// quarterDone waits until q quarters of source a are committed, so faults
+// land at about a quarter, half and three quarters of the way; false when
+// stop closed first.
+func quarterDone(in *pipelinetest.StaticInput, q int, stop <-chan struct{}) bool {
+	for in.Committed("a") < int64(q)*in.Size("a")/4 {
+		select {
+		case <-stop:
+			return false
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return true
+}
+
 // TestConnectionCut: the network between the agent and NATS is cut three
 // times while lines are shipped, for 300ms each. Nothing is lost, and each
 // file's lines arrive in order: a batch hit by a cut is retried from its
@@ -406,13 +420,8 @@ func TestConnectionCut(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for i := 0; i < 3; i++ {
-			// Cut at about a quarter, half and three quarters of the way.
-			for in.Committed("a") < int64(i+1)*in.Size("a")/4 {
-				select {
-				case <-stop:
-					return
-				case <-time.After(time.Millisecond):
-				}
+			if !quarterDone(in, i+1, stop) {
+				return
 			}
 			px.cut()
 			// While cut, nothing more can be stored: what is committed
@@ -494,12 +503,8 @@ func TestLostAcksNotStoredTwice(t *testing.T) {
 			var wg sync.WaitGroup
 			wg.Go(func() {
 				for i := 0; i < 3; i++ {
-					for in.Committed("a") < int64(i+1)*in.Size("a")/4 {
-						select {
-						case <-stop:
-							return
-						case <-time.After(time.Millisecond):
-						}
+					if !quarterDone(in, i+1, stop) {
+						return
 					}
 					px.muted.Store(true)
 					time.Sleep(100 * time.Millisecond)
