@@ -34,6 +34,18 @@ func NewBudget(limit int64) *Budget {
 	return &Budget{limit: limit, wake: make(chan struct{}), starve: make(chan struct{})}
 }
 
+// TryAcquire takes n bytes if they fit now (as Acquire would at once) and
+// reports whether it did.
+func (b *Budget) TryAcquire(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.limit <= 0 || b.used == 0 || b.used+n <= b.limit {
+		b.used += n
+		return true
+	}
+	return false
+}
+
 // Acquire blocks until n bytes fit, or ctx ends. A request is always granted
 // when nothing is charged, so one chunk larger than the limit cannot deadlock.
 func (b *Budget) Acquire(ctx context.Context, n int64) error {

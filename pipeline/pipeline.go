@@ -123,9 +123,9 @@ type Stream struct {
 	routesMu sync.RWMutex
 	fields   []Field
 	parser   ParserSpec
-	// blocked is the time, in nanoseconds, the input spent waiting for the
-	// memory budget or for the worker pool: its backpressure.
-	blocked atomic.Int64
+	// blocked is the time the input spent waiting for the memory budget or
+	// for the worker pool: its backpressure.
+	blocked waitClock
 	// inflight counts the stream's chunks emitted and not yet acknowledged
 	// by every output, over all its sources.
 	inflight atomic.Int64
@@ -172,8 +172,50 @@ func (s *Stream) learn(parsed int64, buf int) {
 // stopped input is drained when it reaches 0.
 func (s *Stream) InFlight() int64 { return s.inflight.Load() }
 
-// Backpressure returns how long the input has waited for memory or workers.
-func (s *Stream) Backpressure() time.Duration { return time.Duration(s.blocked.Load()) }
+// Backpressure returns how long the input has waited for memory or
+// workers, waits still going on included.
+func (s *Stream) Backpressure() time.Duration { return s.blocked.total() }
+
+// waitClock adds up waits of several goroutines, counting the ones still
+// running: an input held back for the whole of an output's outage waits
+// once, for minutes, and a total that grew only when a wait ended would
+// read 0 all that time.
+type waitClock struct {
+	mu       sync.Mutex
+	epoch    time.Time     // a monotonic origin for the offsets below
+	done     time.Duration // waits that ended
+	waiting  int           // waits going on
+	startSum time.Duration // their start offsets, added up
+}
+
+func (w *waitClock) init() { w.epoch = time.Now() }
+
+// begin marks a wait starting now and returns its start for end.
+func (w *waitClock) begin() time.Duration {
+	w.mu.Lock()
+	t := time.Since(w.epoch)
+	w.waiting++
+	w.startSum += t
+	w.mu.Unlock()
+	return t
+}
+
+func (w *waitClock) end(t0 time.Duration) {
+	w.mu.Lock()
+	t := time.Since(w.epoch) // read under the lock, so total never steps back
+	w.waiting--
+	w.startSum -= t0
+	w.done += t - t0
+	w.mu.Unlock()
+}
+
+// total never decreases: a wait's running part becomes its final length.
+func (w *waitClock) total() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t := time.Since(w.epoch)
+	return w.done + time.Duration(w.waiting)*t - w.startSum
+}
 
 // worker is the state one pool goroutine keeps between chunks.
 type worker struct {
@@ -199,6 +241,7 @@ func (w *worker) parser(s *Stream) Parser {
 func (p *Pipeline) NewStream(input string, maxLine int, fields []Field, procs []Processor, routes []*Runner) *Stream {
 	s := &Stream{p: p, Input: input, maxLine: maxLine, fields: fields, procs: procs, routes: routes,
 		chain: newChain(procs, p.stats)}
+	s.blocked.init()
 	s.views = p.adopt(routes)
 	p.addWindows("aggregate:"+input, windowed(procs), func(c *Chunk) { s.fanout(c) })
 	return s
@@ -262,15 +305,14 @@ func (s *Stream) NewSource(name string, commit func(offset int64)) *Source {
 func (s *Stream) NewChunk(ctx context.Context, src *Source, size int) (*Chunk, error) {
 	n := int64(BufClass(size))
 	est := n * s.expansion() / 256
-	t0 := time.Now()
-	err := s.p.budget.Acquire(ctx, n+est)
-	if d := time.Since(t0); d > 50*time.Microsecond {
-		// An uncontended Acquire takes well under this; only real waits
-		// count as backpressure.
-		s.blocked.Add(int64(d))
-	}
-	if err != nil {
-		return nil, err
+	// Only a real wait counts as backpressure, not the uncontended path.
+	if !s.p.budget.TryAcquire(n + est) {
+		t0 := s.blocked.begin()
+		err := s.p.budget.Acquire(ctx, n+est)
+		s.blocked.end(t0)
+		if err != nil {
+			return nil, err
+		}
 	}
 	return &Chunk{Source: src, Buf: GetBuf(size), budget: s.p.budget, charged: n + est, estimate: est}, nil
 }
@@ -289,8 +331,8 @@ func (s *Stream) Emit(ctx context.Context, c *Chunk) error {
 		return nil
 	default:
 	}
-	t0 := time.Now()
-	defer func() { s.blocked.Add(int64(time.Since(t0))) }()
+	t0 := s.blocked.begin()
+	defer s.blocked.end(t0)
 	select {
 	case s.p.in <- c:
 		return nil

@@ -105,6 +105,14 @@ func TestBudgetBoundsMemory(t *testing.T) {
 		t.Fatalf("input finished (%v) although the output is stalled and the budget is small", err)
 	default:
 	}
+	// The input is held in one long wait: backpressure counts it while it
+	// lasts, not only once it ends (an outage would read as 0 otherwise).
+	bp0 := r.stream.Backpressure()
+	const pause = 100 * time.Millisecond
+	time.Sleep(pause)
+	if bp := r.stream.Backpressure(); bp-bp0 < pause {
+		t.Fatalf("backpressure went from %v to %v over %v of waiting", bp0, bp, pause)
+	}
 	close(block)
 	if err := <-done; err != nil {
 		t.Fatal(err)

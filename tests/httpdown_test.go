@@ -130,7 +130,7 @@ shutdown_timeout = "30s"
 checkpoint_interval = "50ms"
 
 [api]
-listen = ""
+listen = "APIADDR"
 
 [inputs.logs]
 type = "file"
@@ -163,7 +163,8 @@ func TestHTTPReceiverDownSlowAndSIGKILL(t *testing.T) {
 	ln.Close() // nothing listens: connection refused until the receiver starts
 
 	dir := t.TempDir()
-	cfg := writeConfig(t, dir, strings.Replace(httpDownConfig, "HTTPADDR", addr, 1))
+	apiAddr := freePort(t)
+	cfg := writeConfig(t, dir, strings.NewReplacer("HTTPADDR", addr, "APIADDR", apiAddr).Replace(httpDownConfig))
 	const total = 2_000_000 // 54 bytes a line: 108 MB
 	logPath := filepath.Join(dir, "logs", "d.log")
 	fileSize := int64(total * len(seqLine("d", 0)))
@@ -186,6 +187,15 @@ func TestHTTPReceiverDownSlowAndSIGKILL(t *testing.T) {
 	peakDown := peakRSS(a.cmd.Process.Pid)
 	if baseline == 0 || peakDown-baseline > 32<<20 {
 		t.Fatalf("peak RSS grew from %d to %d MiB with the receiver down and a %d MiB backlog: memory not bounded (or not measured)", baseline>>20, peakDown>>20, fileSize>>20)
+	}
+	// The tailer is the one that waits: it spent most of the outage
+	// paused by backpressure, and the output's queue is within its bounds.
+	st := getDownStatus(t, apiAddr)
+	if len(st.Inputs) != 1 || st.Inputs[0].BackpressureSeconds < 2 {
+		t.Fatalf("the tailer was not held back while the receiver was down: %+v", st.Inputs)
+	}
+	if len(st.Outputs) != 1 || st.Outputs[0].QueueEvents > st.Outputs[0].QueueMaxEvents || int64(st.Outputs[0].QueueBytes) > st.Outputs[0].QueueMaxBytes {
+		t.Fatalf("output queue past its bounds: %+v", st.Outputs)
 	}
 
 	sink := &lineSink{delay: 5 * time.Millisecond}
@@ -246,4 +256,31 @@ func TestHTTPReceiverDownSlowAndSIGKILL(t *testing.T) {
 	}
 	t.Logf("%s", fmt.Sprintf("down 5 s with peak RSS %d MiB from %d before the backlog (backlog %d MiB); killed at %d lines delivered, checkpoint %d of %d delivered bytes; after restart: lost %d, duplicated %d (in flight at the kill)",
 		peakDown>>20, baseline>>20, fileSize>>20, len(atKill), committed, delivered, lost, dup))
+}
+
+// downStatus is the part of /status the receiver-down test reads.
+type downStatus struct {
+	Inputs []struct {
+		BackpressureSeconds float64 `json:"backpressure_seconds"`
+	} `json:"inputs"`
+	Outputs []struct {
+		QueueEvents    int   `json:"queue_events"`
+		QueueBytes     int   `json:"queue_bytes"`
+		QueueMaxEvents int   `json:"queue_max_events"`
+		QueueMaxBytes  int64 `json:"queue_max_bytes"`
+	} `json:"outputs"`
+}
+
+func getDownStatus(t *testing.T, apiAddr string) downStatus {
+	t.Helper()
+	var st downStatus
+	resp, err := http.Get("http://" + apiAddr + "/status")
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	return st
 }

@@ -479,8 +479,9 @@ func TestUnavailableForAWhile(t *testing.T) {
 }
 
 // TestSlowReceiverBackpressure: a receiver that takes 20 ms per request is
-// far slower than the input. The output's queue never holds more than its
-// bounds (plus the one chunk an empty queue always admits), the input is
+// far slower than the input. The output's queue fills up to its bounds and
+// never past them (chunks are far smaller than the bounds, so the one chunk
+// an empty queue always admits never applies), the input is
 // held back (lines read but not yet delivered never exceed what the memory
 // budget lets the pipeline hold), and nothing is lost.
 func TestSlowReceiverBackpressure(t *testing.T) {
@@ -511,7 +512,9 @@ func TestSlowReceiverBackpressure(t *testing.T) {
 			}
 		})
 	}
-	const budget = 256 << 10
+	// Large enough that the queue, not the budget, is what fills first
+	// (each chunk also charges its events, ~80 bytes a line).
+	const budget = 512 << 10
 	ship(t, c, in, pipelinetest.ShipOptions{Procs: []pipeline.Processor{count}, Started: started, MemoryLimit: budget})
 	close(stop)
 	wg.Wait()
@@ -519,11 +522,13 @@ func TestSlowReceiverBackpressure(t *testing.T) {
 		t.Fatal(err)
 	}
 	lineBytes := len(pipelinetest.Line("a", 0))
-	if maxEvents > c.Queue.MaxEvents+chunk || maxBytes > int(c.Queue.MaxBytes)+chunk*lineBytes {
+	if maxEvents > c.Queue.MaxEvents || maxBytes > int(c.Queue.MaxBytes) {
 		t.Fatalf("queue held up to %d events / %d bytes; bounds %d / %d", maxEvents, maxBytes, c.Queue.MaxEvents, c.Queue.MaxBytes)
 	}
-	if maxEvents == 0 {
-		t.Fatal("the queue never filled: the receiver was not slower than the input")
+	// Full means the next chunk would not fit under one of the bounds.
+	if maxEvents+chunk <= c.Queue.MaxEvents && maxBytes+chunk*lineBytes <= int(c.Queue.MaxBytes) {
+		t.Fatalf("the queue peaked at %d events / %d bytes, never full (bounds %d / %d): the receiver was not slower than the input",
+			maxEvents, maxBytes, c.Queue.MaxEvents, c.Queue.MaxBytes)
 	}
 	// Every chunk is charged to the budget from its read until every
 	// output acknowledged it: queue, batches, and chunks parked in the
