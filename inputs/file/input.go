@@ -63,6 +63,10 @@ type Input struct {
 type waitState struct {
 	since   time.Time
 	initial bool // found by the first scan, so start_at applies
+	// path and size are what the last scan saw, for the count when the
+	// file goes away before it was ever opened.
+	lastPath string
+	lastSize int64
 }
 
 func (in *Input) requestScan() {
@@ -279,8 +283,9 @@ func (in *Input) scan(ctx context.Context, em pipeline.Emitter) {
 		w, ok := in.waiting[id]
 		if !ok {
 			w = waitState{since: started, initial: in.first}
-			in.waiting[id] = w
 		}
+		w.lastPath, w.lastSize = s.path, s.fi.Size()
+		in.waiting[id] = w
 		cands = append(cands, candidate{id, s, w})
 	}
 	// Longest waiting first, so that under max_open_files every file gets
@@ -304,8 +309,9 @@ func (in *Input) scan(ctx context.Context, em pipeline.Emitter) {
 			delete(in.waiting, c.id)
 		}
 	}
-	for id := range in.waiting {
+	for id, w := range in.waiting {
 		if _, ok := found[id]; !ok {
+			in.lostWaiting(id, w)
 			delete(in.waiting, id)
 		}
 	}
@@ -369,6 +375,26 @@ func (in *Input) wants(id fileID, fi fs.FileInfo) bool {
 		return fi.Size() != e.Size // closed at this size: reopen when it changes
 	}
 	return fi.Size() != e.Offset
+}
+
+// lostWaiting counts the unread data of a file that was deleted or renamed
+// out of the globs while it waited for a descriptor (max_open_files with
+// every descriptor on a file with unread data): without a handle it cannot
+// be read any more.
+func (in *Input) lostWaiting(id fileID, w waitState) {
+	var from int64
+	if e, ok := in.store.Get(in.key(id)); ok {
+		from = e.Offset
+	} else if w.initial && in.cfg.StartAt == "end" {
+		return // would have started at its end
+	}
+	lost := w.lastSize - from
+	if lost <= 0 {
+		return
+	}
+	in.stats.LostBytes("unopened").Add(lost)
+	in.log.Warn("file went away while waiting for a descriptor (max_open_files); its unread data is lost",
+		zap.String("input", in.name), zap.String("path", w.lastPath), zap.Int64("bytes", lost))
 }
 
 // openCandidate opens a file that has no reader and starts one, unless the

@@ -479,3 +479,41 @@ func TestEmptyNewFileOpenedAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWaitingFileGoneIsCounted: with both descriptors on files that still
+// have unread data (the output is stalled), a third file waits for one. Deleted while it waits, it can no longer be read: its bytes are
+// counted as lost with reason "unopened" and logged, not forgotten.
+func TestWaitingFileGoneIsCounted(t *testing.T) {
+	dir := t.TempDir()
+	const aLines = 100_000 // far more than the budget lets the reader take
+	appendLines(t, filepath.Join(dir, "a.log"), "a", 0, aLines)
+	appendLines(t, filepath.Join(dir, "c.log"), "c", 0, aLines)
+	h := newHarness(t, dir, func(c *Config) { c.MaxOpenFiles = 2 })
+	block := make(chan struct{})
+	h.out = &pipelinetest.Capture{Block: block}
+	h.memory = 1 << 20
+	h.start()
+	waitFor(t, func() bool { return h.stats.FilesOpen.Load() == 2 })
+
+	b := filepath.Join(dir, "b.log")
+	appendLines(t, b, "b", 0, 1000)
+	fi, err := os.Stat(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * h.cfg.ScanInterval.D()) // scans see b and make it wait
+	if n := h.stats.FilesOpen.Load(); n != 2 {
+		t.Fatalf("%d files open with max_open_files = 2", n)
+	}
+	if err := os.Remove(b); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return h.stats.LostBytes("unopened").Load() > 0 })
+	if lost := h.stats.LostBytes("unopened").Load(); lost != fi.Size() {
+		t.Fatalf("counted %d bytes lost, b.log had %d", lost, fi.Size())
+	}
+	close(block)
+	h.waitLines(2 * aLines)
+	h.stop()
+	checkAll(t, h.out.Lines(), map[string]int{"a": aLines, "c": aLines})
+}
