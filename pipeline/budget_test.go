@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -134,4 +135,54 @@ func TestBudgetConcurrent(t *testing.T) {
 		t.Fatalf("peak held %d beyond the limit %d", p, limit)
 	}
 	wantUsed(t, b, 0)
+}
+
+// TestBudgetServesInOrder: waiters are granted in the order they came, and
+// one that gives up leaves its place to the next, so under a full budget
+// readers take turns instead of racing for each release.
+func TestBudgetServesInOrder(t *testing.T) {
+	b := NewBudget(100)
+	ctx := context.Background()
+	if err := b.Acquire(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	const waiters = 8
+	order := make(chan int, waiters)
+	cancelled := 3
+	cctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for i := range waiters {
+		wctx := ctx
+		if i == cancelled {
+			wctx = cctx
+		}
+		wg.Go(func() {
+			if err := b.Acquire(wctx, 10); err == nil {
+				order <- i
+			}
+		})
+		for b.Waiting() != i+1 { // queued before the next one starts
+			runtime.Gosched()
+		}
+	}
+	cancel()
+	for b.Waiting() != waiters-1 {
+		runtime.Gosched()
+	}
+	if b.TryAcquire(1) {
+		t.Fatal("TryAcquire went ahead of the queue")
+	}
+	want := 0
+	for range waiters - 1 {
+		if want == cancelled {
+			want++
+		}
+		b.Release(10) // room for exactly one more: the next in line
+		if got := <-order; got != want {
+			t.Fatalf("waiter %d was served when %d was next", got, want)
+		}
+		want++
+	}
+	wg.Wait()
+	wantUsed(t, b, 100)
 }

@@ -450,6 +450,41 @@ func TestBusyFileDoesNotStarveOthers(t *testing.T) {
 	}
 }
 
+// Files share a full memory budget: three equally large files behind a slow
+// sink, read through a budget that holds about two chunks, advance together
+// (the budget serves its waiters in turn), so halfway through each file has
+// delivered at least a third of what the one furthest ahead has. A chunk is
+// ~12,000 lines here, so shares move in steps that size; when waiters raced
+// for each release, one file often got four times another's share.
+func TestFilesShareAFullBudget(t *testing.T) {
+	dir := t.TempDir()
+	const lines = 100_000
+	names := []string{"a", "b", "c"}
+	for _, n := range names {
+		appendLines(t, filepath.Join(dir, n+".log"), n, 0, lines)
+	}
+	h := newHarness(t, dir, nil)
+	h.memory = 1 << 20
+	h.set.Batch.MaxEvents = 2000
+	h.out.Delay = time.Millisecond
+	h.start()
+	half := h.waitLines(len(names) * lines / 2)
+	per := map[string]int{}
+	for _, l := range half {
+		per[l[:strings.IndexByte(l, ' ')]]++
+	}
+	h.waitLines(len(names) * lines)
+	h.stop()
+	checkAll(t, h.out.Lines(), map[string]int{"a": lines, "b": lines, "c": lines})
+	most := max(per["a"], per["b"], per["c"])
+	for _, n := range names {
+		if per[n] < most/3 {
+			t.Fatalf("halfway through, delivered per file %v: %s fell behind", per, n)
+		}
+	}
+	t.Logf("halfway through, delivered per file: %v", per)
+}
+
 // A file created empty and renamed out of the globs soon after it was
 // written is still read: it is opened when found, empty or not, so the
 // rename cannot hide it (only events trigger scans here).
