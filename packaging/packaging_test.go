@@ -22,6 +22,7 @@ import (
 	"github.com/tailship/tailship/agent"
 	_ "github.com/tailship/tailship/inputs/amqp"
 	_ "github.com/tailship/tailship/inputs/file"
+	"github.com/tailship/tailship/inputs/kafka"
 	_ "github.com/tailship/tailship/outputs/file"
 	_ "github.com/tailship/tailship/outputs/http"
 	_ "github.com/tailship/tailship/parse"
@@ -509,20 +510,49 @@ func TestDockerfile(t *testing.T) {
 	}
 }
 
-// TestAggregatorConfigLoads: packaging/aggregator.toml is valid as shipped:
-// an amqp input feeding an elasticsearch output and a zstd archive.
+// TestAggregatorConfigLoads: packaging/aggregator.toml is valid as shipped
+// and does what its header says: an amqp and a kafka input, each routed to
+// both the elasticsearch output and the zstd archive. An input no output
+// names would be consumed and acknowledged into nothing.
 func TestAggregatorConfigLoads(t *testing.T) {
+	t.Setenv("KAFKA_BROKER", "")
 	cfg, err := agent.LoadFile("aggregator.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ic, ok := cfg.Inputs["rabbit"]; !ok || ic.Common().Type != "amqp" {
-		t.Fatalf("inputs: %v", cfg.Inputs)
+	for name, typ := range map[string]string{"rabbit": "amqp", "kafka": "kafka"} {
+		if ic, ok := cfg.Inputs[name]; !ok || ic.Common().Type != typ {
+			t.Fatalf("input %s: want type %s, got %v", name, typ, cfg.Inputs)
+		}
+	}
+	kc, ok := cfg.Inputs["kafka"].(*kafka.Config)
+	if !ok {
+		t.Fatalf("kafka input decoded as %T", cfg.Inputs["kafka"])
+	}
+	// The default stands in for an unset KAFKA_BROKER, so check works
+	// on a laptop; the group is what makes offsets survive a restart.
+	if len(kc.Brokers) != 1 || kc.Brokers[0] != "127.0.0.1:9092" || kc.Group == "" || len(kc.Topics) == 0 || kc.Parser != "json" {
+		t.Errorf("kafka input: brokers %q topics %q group %q parser %q", kc.Brokers, kc.Topics, kc.Group, kc.Parser)
 	}
 	for name, typ := range map[string]string{"search": "http", "archive": "file"} {
 		oc, ok := cfg.Outputs[name]
 		if !ok || oc.Common().Type != typ {
 			t.Fatalf("output %s: want type %s, got %v", name, typ, cfg.Outputs)
 		}
+		routed := map[string]bool{}
+		for _, in := range oc.Common().Inputs {
+			routed[in] = true
+		}
+		if !routed["rabbit"] || !routed["kafka"] {
+			t.Errorf("output %s reads inputs %q, want both rabbit and kafka", name, oc.Common().Inputs)
+		}
+	}
+	t.Setenv("KAFKA_BROKER", "kafka-0.kafka:9092")
+	cfg, err = agent.LoadFile("aggregator.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Inputs["kafka"].(*kafka.Config).Brokers; len(got) != 1 || got[0] != "kafka-0.kafka:9092" {
+		t.Errorf("KAFKA_BROKER=kafka-0.kafka:9092: brokers %q", got)
 	}
 }

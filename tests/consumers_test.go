@@ -30,6 +30,7 @@ import (
 type bulkSink struct {
 	down     atomic.Bool
 	requests atomic.Int64
+	rejected atomic.Int64 // bulk requests answered 503 because down was set
 	mu       sync.Mutex
 	messages []string
 	indices  map[string]int
@@ -49,6 +50,7 @@ func (s *bulkSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.down.Load() {
+		s.rejected.Add(1)
 		http.Error(w, "unavailable", http.StatusServiceUnavailable)
 		return
 	}
@@ -296,41 +298,87 @@ batch = { max_events = 500, timeout = "50ms" }
 retry = { initial = "50ms", max = "300ms" }
 `
 
+// killN is how many sequence numbers consumerKill publishes per source;
+// half are delivered before Elasticsearch goes down.
+const killN = 6000
+
+// consumerCase is one broker input run through consumerKill.
+type consumerCase struct {
+	input string // the [inputs.in] body
+	// sources are the names publish numbers messages under (seqLine's
+	// first field), nil for {"m"}: several where the broker keeps order
+	// only per partition.
+	sources []string
+	// publish puts sequence numbers [from, to) of every source in the
+	// broker.
+	publish func(from, to int)
+	// held reports that the broker holds exactly the second half
+	// unacknowledged (pending, uncommitted) and the first half settled.
+	held func() bool
+	// settled reports that the broker holds nothing unacknowledged.
+	settled func() bool
+	// order is what the far end may see: restartsOK where a redelivery
+	// starts over from the oldest unacknowledged message, orderElsewhere
+	// where the broker redelivers single messages after later ones.
+	order order
+}
+
 // consumerKill runs a consumer input in the real binary against a fake
-// Elasticsearch: some messages are delivered, then Elasticsearch goes down,
-// more are published, and tailship is SIGKILLed while the broker holds
-// them unacknowledged (held() checks that in the broker). A new tailship
-// delivers the rest: every message at least once, none lost, order kept
-// apart from the repeats after the kill, and nothing left unacknowledged.
-func consumerKill(t *testing.T, input string, publish func(from, to int), held func() bool, settled func() bool) {
+// Elasticsearch: the first half of the messages is delivered, then
+// Elasticsearch goes down, the second half is published, and tailship is
+// SIGKILLed while it has them in hand and the broker still holds them
+// unacknowledged (held, checked once the output has failed and again
+// after more failed retries). The kill thus always lands with undelivered
+// messages taken from the broker. A new tailship delivers the rest: every
+// message at least once, none lost, order as c.order allows, and nothing
+// left unacknowledged.
+func consumerKill(t *testing.T, c consumerCase) {
 	es, srv := newBulkSink(t)
 	dir := t.TempDir()
-	cfg := writeConfig(t, dir, strings.NewReplacer("INPUT", input, "ESURL", srv.URL).Replace(consumerConfig))
+	cfg := writeConfig(t, dir, strings.NewReplacer("INPUT", c.input, "ESURL", srv.URL).Replace(consumerConfig))
+	if c.sources == nil {
+		c.sources = []string{"m"}
+	}
+	want := map[string]int{}
+	for _, s := range c.sources {
+		want[s] = killN
+	}
+	total := len(c.sources) * killN
 	p := startAgent(t, cfg)
-	const n = 6000
-	publish(0, n/2)
-	waitFor(t, "first half indexed", 60*time.Second, func() bool { got, _ := es.snapshot(); return len(got) >= n/2 }, p)
+	c.publish(0, killN/2)
+	waitFor(t, "first half indexed", 60*time.Second, func() bool { got, _ := es.snapshot(); return len(got) >= total/2 }, p)
 	es.down.Store(true)
-	publish(n/2, n)
-	waitFor(t, "messages held unacknowledged in the broker while Elasticsearch is down", 60*time.Second, held, p)
+	c.publish(killN/2, killN)
+	// Everything published before the outage is indexed, so a rejected
+	// request carries messages of the second half: tailship has them.
+	waitFor(t, "a bulk request of the second half rejected", 60*time.Second, func() bool { return es.rejected.Load() > 0 }, p)
+	waitFor(t, "messages held unacknowledged in the broker while Elasticsearch is down", 60*time.Second, c.held, p)
+	r := es.rejected.Load()
+	waitFor(t, "more failed retries", 30*time.Second, func() bool { return es.rejected.Load() >= r+3 }, p)
+	if !c.held() {
+		t.Fatalf("the broker stopped holding the undelivered messages while Elasticsearch was still down; log:\n%s", p.log)
+	}
+	if got, _ := es.snapshot(); len(got) != total/2 {
+		t.Fatalf("%d messages indexed while Elasticsearch was down, want the %d from before", len(got), total/2)
+	}
 	p.stop(syscall.SIGKILL)
 	es.down.Store(false)
 	p = startAgent(t, cfg)
-	waitFor(t, "every message indexed after the restart", 60*time.Second, func() bool {
+	waitFor(t, "every message indexed after the restart", 90*time.Second, func() bool {
 		got, _ := es.snapshot()
-		lost, _, _ := tally(got, map[string]int{"m": n}, restartsOK)
+		lost, _, _ := tally(got, want, c.order)
 		return lost == 0
 	}, p)
-	waitFor(t, "everything acknowledged", 20*time.Second, settled, p)
+	waitFor(t, "everything acknowledged", 30*time.Second, c.settled, p)
 	if code := p.stop(syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit %d; log:\n%s", code, p.log)
 	}
 	got, _ := es.snapshot()
-	lost, dup, err := tally(got, map[string]int{"m": n}, restartsOK)
+	lost, dup, err := tally(got, want, c.order)
 	if err != nil || lost != 0 {
 		t.Fatalf("lost %d, %v", lost, err)
 	}
-	t.Logf("%d messages, %d delivered again after the SIGKILL (at least once)", n, dup)
+	t.Logf("%d messages, %d delivered again after the SIGKILL (at least once)", total, dup)
 }
 
 func seqBody(i int) string { return strings.TrimSuffix(seqLine("m", i), "\n") }
@@ -349,7 +397,7 @@ func TestRedisStreamInputThroughSIGKILL(t *testing.T) {
 		}
 		return p.Count
 	}
-	consumerKill(t, input, func(from, to int) {
+	consumerKill(t, consumerCase{input: input, order: restartsOK, publish: func(from, to int) {
 		pipe := c.Pipeline()
 		for i := from; i < to; i++ {
 			pipe.XAdd(ctx, &goredis.XAddArgs{Stream: key, Values: []string{"message", seqBody(i)}})
@@ -357,7 +405,7 @@ func TestRedisStreamInputThroughSIGKILL(t *testing.T) {
 		if _, err := pipe.Exec(ctx); err != nil {
 			t.Fatal(err)
 		}
-	}, func() bool { return pending() >= 3000 }, func() bool { return pending() == 0 })
+	}, held: func() bool { return pending() >= killN/2 }, settled: func() bool { return pending() == 0 }})
 }
 
 // TestRedisListInputThroughSIGKILL: see consumerKill; held is the LLEN of
@@ -369,7 +417,7 @@ func TestRedisListInputThroughSIGKILL(t *testing.T) {
 	proc := key + ":work"
 	t.Cleanup(func() { c.Del(ctx, key, proc) })
 	input := fmt.Sprintf("type = \"redis\"\nmode = \"list\"\nkey = %q\nprocessing_key = %q", key, proc)
-	consumerKill(t, input, func(from, to int) {
+	consumerKill(t, consumerCase{input: input, order: restartsOK, publish: func(from, to int) {
 		var vals []any
 		for i := from; i < to; i++ {
 			vals = append(vals, seqBody(i))
@@ -377,8 +425,8 @@ func TestRedisListInputThroughSIGKILL(t *testing.T) {
 		if err := c.RPush(ctx, key, vals...).Err(); err != nil {
 			t.Fatal(err)
 		}
-	}, func() bool { return c.LLen(ctx, proc).Val() >= 3000 && c.LLen(ctx, key).Val() == 0 },
-		func() bool { return c.LLen(ctx, proc).Val() == 0 && c.LLen(ctx, key).Val() == 0 })
+	}, held: func() bool { return c.LLen(ctx, proc).Val() >= killN/2 && c.LLen(ctx, key).Val() == 0 },
+		settled: func() bool { return c.LLen(ctx, proc).Val() == 0 && c.LLen(ctx, key).Val() == 0 }})
 }
 
 // TestAMQPInputThroughSIGKILL: see consumerKill; held is the prefetch
@@ -398,13 +446,13 @@ func TestAMQPInputThroughSIGKILL(t *testing.T) {
 		}
 		return q.Messages
 	}
-	consumerKill(t, input, func(from, to int) {
+	consumerKill(t, consumerCase{input: input, order: restartsOK, publish: func(from, to int) {
 		for i := from; i < to; i++ {
 			if err := ch.PublishWithContext(context.Background(), "", queue, false, false, amqp.Publishing{Body: []byte(seqBody(i)), DeliveryMode: amqp.Persistent}); err != nil {
 				t.Fatal(err)
 			}
 		}
-	}, func() bool { return ready() == 3000-1000 }, func() bool { return ready() == 0 })
+	}, held: func() bool { return ready() == killN/2-1000 }, settled: func() bool { return ready() == 0 }})
 }
 
 // TestStdinPipeExitsZero: printf ... | tailship run ships every line,

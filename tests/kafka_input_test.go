@@ -3,9 +3,7 @@ package tests
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,39 +12,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-const kafkaInputConfig = `
-[agent]
-data_dir = "%[1]s/data"
-log_format = "console"
-shutdown_timeout = "30s"
-
-[api]
-listen = ""
-
-[inputs.events]
-type = "kafka"
-brokers = [%[2]s]
-topics = ["%[3]s"]
-group = "tailship-e2e"
-commit_interval = "100ms"
-session_timeout = "6s"         # the killed member's partitions move after this
-
-[outputs.out]
-type = "file"
-inputs = ["events"]
-path = "%[1]s/out/events.log"
-format = "raw"
-compression = "none"
-batch = { max_events = 2000, timeout = "50ms" }
-`
-
-// TestKafkaInputThroughSIGKILL: the real binary consumes a kfake cluster
-// running in this process into a file; it is SIGKILLed mid-stream and
-// restarted. Every record is in the file at least once, each partition in
-// order (a restart repeats from the last commit), and the group's
-// committed offsets end at the end of every partition.
+// TestKafkaInputThroughSIGKILL: see consumerKill, on a kfake cluster in
+// this process with three partitions, each numbered on its own and kept
+// in order (a restart repeats from the last commit). Held is the group's
+// committed offset of every partition staying at the first half while the
+// second half is produced up to the partition's end; settled is every
+// committed offset at that end.
 func TestKafkaInputThroughSIGKILL(t *testing.T) {
-	const partitions, n = 3, 30000
+	const partitions = 3
 	topic := fmt.Sprintf("e2e-%d", time.Now().UnixNano())
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic))
 	if err != nil {
@@ -59,80 +32,65 @@ func TestKafkaInputThroughSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	want := map[string]int{}
-	produce := func(from, to int) error {
-		var recs []*kgo.Record
+	adm := kadm.NewClient(cl)
+	const group = "tailship-e2e"
+	sources := make([]string, partitions)
+	for p := range sources {
+		sources[p] = fmt.Sprintf("p%d", p)
+	}
+	// committedAt reports whether every partition's end offset is end and
+	// the group's committed offset is at.
+	committedAt := func(at, end int64) bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ends, err := adm.ListEndOffsets(ctx, topic)
+		if err != nil {
+			return false
+		}
+		offs, err := adm.FetchOffsets(ctx, group)
+		if err != nil {
+			return false
+		}
 		for p := range int32(partitions) {
-			name := fmt.Sprintf("p%d", p)
-			want[name] = n
-			for i := from; i < to; i++ {
-				recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Value: []byte(strings.TrimSuffix(seqLine(name, i), "\n"))})
+			e, ok := ends.Lookup(topic, p)
+			if !ok || e.Err != nil || e.Offset != end {
+				return false
+			}
+			if o, ok := offs.Lookup(topic, p); !ok || o.Err != nil || o.At != at {
+				return false
 			}
 		}
-		return cl.ProduceSync(context.Background(), recs...).FirstErr()
+		return true
 	}
-	if err := produce(0, n/2); err != nil {
-		t.Fatal(err)
-	}
-
-	dir := t.TempDir()
 	quoted := make([]string, len(addrs))
 	for i, a := range addrs {
 		quoted[i] = fmt.Sprintf("%q", a)
 	}
-	cfg := writeConfig(t, dir, strings.ReplaceAll(strings.ReplaceAll(kafkaInputConfig, "%[2]s", strings.Join(quoted, ", ")), "%[3]s", topic))
-	out := filepath.Join(dir, "out", "events.log")
-	a := startAgent(t, cfg)
-	waitOutput(t, a, out, "none", n/2)
-	// The rest is produced while the agent consumes; the kill lands while
-	// records are in flight.
-	produced := make(chan error, 1)
-	go func() {
-		var err error
-		for from := n / 2; from < n && err == nil; from += n / 10 {
-			err = produce(from, from+n/10)
-		}
-		produced <- err
-	}()
-	waitOutput(t, a, out, "none", partitions*n/2+n/10)
-	a.stop(syscall.SIGKILL)
-	lines, _ := readOutput(out, "none")
-	atKill := len(lines)
-	if err := <-produced; err != nil {
-		t.Fatal(err)
-	}
-	if atKill >= partitions*n {
-		t.Logf("kill landed after all %d records; the test is weaker this run", atKill)
-	}
-	a = startAgent(t, cfg)
-	adm := kadm.NewClient(cl)
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		offs, err := adm.FetchOffsets(context.Background(), "tailship-e2e")
-		done := err == nil
-		for p := range int32(partitions) {
-			if o, ok := offs.Lookup(topic, p); !ok || o.At != n {
-				done = false
+	input := fmt.Sprintf(`type = "kafka"
+brokers = [%s]
+topics = [%q]
+group = %q
+commit_interval = "100ms"
+session_timeout = "6s"         # the killed member's partitions move after this`, strings.Join(quoted, ", "), topic, group)
+	consumerKill(t, consumerCase{input: input, sources: sources, order: restartsOK,
+		publish: func(from, to int) {
+			var recs []*kgo.Record
+			for p, name := range sources {
+				for i := from; i < to; i++ {
+					recs = append(recs, &kgo.Record{Topic: topic, Partition: int32(p), Value: []byte(strings.TrimSuffix(seqLine(name, i), "\n"))})
+				}
 			}
-		}
-		if done {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("group offsets did not reach %d: %v (err %v); log:\n%s", n, offs, err, a.log)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if code := a.stop(syscall.SIGTERM); code != 0 {
-		t.Fatalf("exit code %d; log:\n%s", code, a.log)
-	}
-	lines, err = readOutput(out, "none")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lost, dup, err := tally(lines, want, restartsOK)
-	if err != nil || lost != 0 {
-		t.Fatalf("after SIGKILL at %d lines: lost %d, duplicated %d, err %v", atKill, lost, dup, err)
-	}
-	t.Logf("SIGKILL at %d of %d records: lost 0, duplicated %d (delivered after the last commit)", atKill, partitions*n, dup)
+			if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		},
+		held: func() bool {
+			ok := committedAt(killN/2, killN)
+			if ok {
+				t.Logf("while down: every partition committed at %d of %d produced", killN/2, killN)
+			}
+			return ok
+		},
+		settled: func() bool { return committedAt(killN, killN) },
+	})
 }

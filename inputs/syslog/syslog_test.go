@@ -2,13 +2,16 @@ package syslog
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"log/syslog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -444,5 +447,150 @@ func TestRFC3164AndRFC5424Parsed(t *testing.T) {
 	}
 	if got := rg.Out.Lines(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("got\n%q\nwant\n%q", got, want)
+	}
+}
+
+// loggerFields records what the syslog parser took out of a frame that
+// util-linux logger wrote, and the first bytes of the frame itself: the
+// parser keeps no version field, so "<PRI>1 " in the raw frame is what shows
+// logger sent RFC 5424 version 1, and msgid and structured_data (which only
+// the 5424 path makes) show the parser read it as 5424.
+func loggerFields(src *pipeline.Source, ev *pipeline.Event) string {
+	var out []string
+	for _, k := range []string{"metadata.protocol", "facility", "severity", "hostname", "appname", "procid", "msgid", "structured_data", "message"} {
+		v, _ := pipeline.Lookup(src, ev, k)
+		switch t := v.(type) {
+		case *pipeline.Text:
+			v = string(*t)
+		case pipeline.Text:
+			v = string(t)
+		}
+		out = append(out, fmt.Sprint(v))
+	}
+	raw := ev.Raw
+	if len(raw) > 7 {
+		raw = raw[:7]
+	}
+	return strings.Join(append(out, string(raw)), "\t")
+}
+
+// TestLoggerRFC5424: util-linux logger, a real syslog client, writes RFC
+// 5424 over TCP with newline framing, over TCP with octet counting (RFC
+// 6587) and over UDP, one message per line it reads on stdin. Every
+// sequence number arrives exactly once (in order over TCP) and every
+// message's header (PRI, version, hostname, app name, procid, msgid,
+// structured data) is parsed as logger sent it.
+func TestLoggerRFC5424(t *testing.T) {
+	logger, err := exec.LookPath("logger")
+	if err != nil {
+		t.Skip("util-linux logger (Debian package bsdutils) is not installed: no real RFC 5424 client to test with")
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	for _, tc := range []struct {
+		name, mode, framing string
+		flags               []string
+	}{
+		{"tcp", "tcp", "newline", []string{"--tcp"}},
+		{"tcp_octet_counted", "tcp", "octet_counted", []string{"--tcp", "--octet-count"}},
+		{"udp", "udp", "", []string{"--udp"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The framing is fixed rather than auto, so a client that
+			// framed differently from what its flags say fails here.
+			c := defaults()
+			c.Mode, c.Address = tc.mode, "127.0.0.1:0"
+			if tc.framing != "" {
+				c.Framing = tc.framing
+			}
+			rg := startRig(t, c, "syslog", false, func(c *pipelinetest.Capture) { c.Render = loggerFields })
+			_, port, _ := net.SplitHostPort(rg.Input.(*Input).Addr().String())
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			args := append([]string{"--rfc5424", "-n", "127.0.0.1", "-P", port,
+				"-p", "local0.info", "-t", "tailship-seq", "--id=4242", "--msgid", "SEQ",
+				"--sd-id", "seq@32473", "--sd-param", `run="` + tc.name + `"`}, tc.flags...)
+			cmd := exec.CommandContext(ctx, logger, args...)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			stdin, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatalf("start %s: %v", logger, err)
+			}
+			for i := range n {
+				if _, err := io.WriteString(stdin, pipelinetest.Line(tc.name, i)); err != nil {
+					t.Fatalf("write line %d to logger: %v (stderr: %s)", i, err, stderr.String())
+				}
+				if tc.mode == "udp" && i%50 == 49 {
+					// logger sends a datagram per line as soon as it
+					// reads it; pacing its stdin keeps the burst within
+					// the socket buffer, since UDP has no flow control
+					// and this test is about the client's format.
+					waitFor(t, "udp messages", func() bool { return rg.Out.Len() >= i+1-50 })
+				}
+			}
+			stdin.Close()
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("logger: %v: %s", err, stderr.String())
+			}
+			waitFor(t, "messages", func() bool { return rg.Out.Len() >= n })
+			time.Sleep(100 * time.Millisecond) // a duplicate would land now
+			lines := rg.Out.Lines()
+			var msgs []string
+			for i, l := range lines {
+				f := strings.Split(l, "\t")
+				if len(f) != 10 {
+					t.Fatalf("event %d: %q", i, l)
+				}
+				proto, facility, severity, hostname, app, procid, msgid, sd, msg, raw := f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9]
+				// local0.info is PRI 16*8+6.
+				if proto != tc.mode || facility != "16" || severity != "6" || raw != "<134>1 " ||
+					app != "tailship-seq" || procid != "4242" || msgid != "SEQ" ||
+					!strings.Contains(sd, `[seq@32473 run="`+tc.name+`"]`) {
+					t.Fatalf("event %d parsed as %q", i, l)
+				}
+				// logger may send the FQDN where the kernel's name is short.
+				if h, _, _ := strings.Cut(hostname, "."); h != strings.Split(host, ".")[0] {
+					t.Fatalf("event %d: hostname %q, this host is %q", i, hostname, host)
+				}
+				msgs = append(msgs, msg)
+			}
+			if rg.Stats.ParseErrors.Load() != 0 {
+				t.Fatalf("%d parse errors", rg.Stats.ParseErrors.Load())
+			}
+			if tc.mode == "tcp" {
+				if err := pipelinetest.CheckSequences(msgs, map[string]int{tc.name: n}); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			// Datagrams are read one at a time, but their order is not
+			// part of UDP's promise: count each sequence number instead.
+			seen := make([]int, n)
+			for _, m := range msgs {
+				src, seq, err := pipelinetest.ParseLine(m)
+				if err != nil || src != tc.name || seq >= n {
+					t.Fatalf("message %q: %v", m, err)
+				}
+				seen[seq]++
+			}
+			var lost, dup int
+			for _, c := range seen {
+				if c == 0 {
+					lost++
+				} else if c > 1 {
+					dup += c - 1
+				}
+			}
+			if lost != 0 || dup != 0 {
+				t.Fatalf("%d of %d datagrams lost, %d duplicated (%d counted dropped by the kernel)", lost, n, dup, rg.Stats.Dropped("udp_receive_overflow").Load())
+			}
+		})
 	}
 }
