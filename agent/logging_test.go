@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -52,6 +53,58 @@ func TestLoggerSampledJSON(t *testing.T) {
 	}
 	if !strings.Contains(string(b), "another message") {
 		t.Errorf("a different message was sampled away")
+	}
+}
+
+// TestLoggerConsole: log_format = "console" is for people: one
+// tab-separated line per entry (time, upper-case level, caller, message,
+// then the fields as one JSON object), not JSON; the level and the
+// sampling apply as they do to JSON.
+func TestLoggerConsole(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.log")
+	log, err := agent.NewLogger(agent.AgentConfig{LogLevel: "info", LogFormat: "console", LogFile: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Debug("below the level")
+	log.Info("output failing", zap.String("output", "central"), zap.Error(errors.New("connection refused")))
+	for i := range 5000 {
+		log.Warn("output write failed; retrying", zap.Int("attempt", i))
+	}
+	log.Sync()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if strings.Contains(string(b), "below the level") {
+		t.Errorf("a debug entry was logged at level info")
+	}
+	first := strings.Split(lines[0], "\t")
+	if len(first) != 5 {
+		t.Fatalf("first line %q: %d tab-separated columns, want time, level, caller, message, fields", lines[0], len(first))
+	}
+	if json.Valid([]byte(lines[0])) {
+		t.Errorf("console line %q is JSON", lines[0])
+	}
+	if _, err := time.Parse("2006-01-02T15:04:05.000Z0700", first[0]); err != nil {
+		t.Errorf("time column %q: %v", first[0], err)
+	}
+	if first[1] != "INFO" || !strings.HasSuffix(strings.Split(first[2], ":")[0], "logging_test.go") || first[3] != "output failing" {
+		t.Errorf("columns %q, want INFO, this file as caller, the message", first[1:4])
+	}
+	var fields map[string]any
+	if err := json.Unmarshal([]byte(first[4]), &fields); err != nil || fields["output"] != "central" || fields["error"] != "connection refused" {
+		t.Errorf("fields column %q (%v), want output and error", first[4], err)
+	}
+	repeats := 0
+	for _, l := range lines[1:] {
+		if c := strings.Split(l, "\t"); len(c) >= 4 && c[1] == "WARN" && c[3] == "output write failed; retrying" {
+			repeats++
+		}
+	}
+	if repeats < 10 || repeats > 60 || repeats != len(lines)-1 {
+		t.Errorf("%d of 5000 repeats logged in %d lines, want 10..60 and nothing else", repeats, len(lines)-1)
 	}
 }
 

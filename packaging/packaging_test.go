@@ -17,11 +17,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bmatcuk/doublestar/v4"
 	"gopkg.in/yaml.v3"
 
 	"github.com/tailship/tailship/agent"
 	_ "github.com/tailship/tailship/inputs/amqp"
-	_ "github.com/tailship/tailship/inputs/file"
+	"github.com/tailship/tailship/inputs/file"
 	"github.com/tailship/tailship/inputs/kafka"
 	_ "github.com/tailship/tailship/outputs/file"
 	_ "github.com/tailship/tailship/outputs/http"
@@ -202,8 +203,10 @@ func checkTailshipContainer(t *testing.T, c container) {
 			t.Errorf("resources.requests.%s missing", k)
 		}
 	}
-	if c.Resources.Limits["memory"] == "" {
-		t.Errorf("resources.limits.memory missing")
+	for _, k := range []string{"cpu", "memory"} {
+		if c.Resources.Limits[k] == "" {
+			t.Errorf("resources.limits.%s missing", k)
+		}
 	}
 	sc := c.SecurityContext
 	if sc == nil {
@@ -222,19 +225,12 @@ func checkTailshipContainer(t *testing.T, c container) {
 
 // loadEmbedded loads a config from a ConfigMap the way the agent would,
 // with data_dir moved to a temporary directory (loading creates it).
-// kubernetes = true is another helper's key: while it is not registered,
-// the test drops that line rather than fail on it.
+// Every key must be known: a manifest that the agent would reject fails.
 func loadEmbedded(t *testing.T, doc string) *agent.Config {
 	t.Helper()
 	doc = strings.Replace(doc, `data_dir = "/var/lib/tailship"`, `data_dir = "`+t.TempDir()+`"`, 1)
 	env := func(string) (string, bool) { return "", false }
 	cfg, err := agent.Load("configmap.toml", []byte(doc), env)
-	var ce *agent.ConfigError
-	if errors.As(err, &ce) && len(ce.Problems) == 1 && strings.HasSuffix(ce.Problems[0].Key, ".kubernetes") && ce.Problems[0].Msg == "unknown key" {
-		t.Logf("kubernetes = true is not known to this build yet; loading without it")
-		doc = regexp.MustCompile(`(?m)^kubernetes = true.*$`).ReplaceAllString(doc, "")
-		cfg, err = agent.Load("configmap.toml", []byte(doc), env)
-	}
 	if err != nil {
 		t.Fatalf("embedded config does not load:\n%v", err)
 	}
@@ -323,8 +319,42 @@ func TestDaemonSetManifest(t *testing.T) {
 	if got := cfg.Agent.ShutdownTimeout.D().Seconds(); int(got) >= pod.TerminationGracePeriodSeconds {
 		t.Errorf("shutdown_timeout %vs is not below terminationGracePeriodSeconds %d", got, pod.TerminationGracePeriodSeconds)
 	}
-	if in, ok := cfg.Inputs["pods"]; !ok || in.Common().Parser != "cri" {
-		t.Errorf("input pods with parser cri missing")
+	in, ok := cfg.Inputs["pods"].(*file.Config)
+	if !ok || in.Common().Parser != "cri" || !in.Kubernetes {
+		t.Fatalf("input pods: want a file input with parser cri and kubernetes = true, have %#v", cfg.Inputs["pods"])
+	}
+
+	// The agent never tails its own log: its container's stderr, as the
+	// kubelet writes it for this namespace and container, is excluded,
+	// while other pods' logs (a container named tailship elsewhere
+	// included) are read. The matching is the file input's: a path is read
+	// when an include glob matches and no exclude glob does.
+	selected := func(p string) bool {
+		for _, ex := range in.Exclude {
+			if ok, _ := doublestar.Match(ex, p); ok {
+				return false
+			}
+		}
+		for _, inc := range in.Include {
+			if ok, _ := doublestar.Match(inc, p); ok {
+				return true
+			}
+		}
+		return false
+	}
+	uid := "0b8e6c7e-1f2a-4c3d-9e8f-123456789abc"
+	own := "/var/log/pods/" + ns.Metadata.Name + "_" + ds.Metadata.Name + "-x7k2p_" + uid + "/" + c.Name + "/0.log"
+	for p, want := range map[string]bool{
+		own: false,
+		strings.Replace(own, "/0.log", "/3.log", 1):                        false, // after restarts
+		"/var/log/pods/default_web-5d9f_" + uid + "/nginx/0.log":           true,
+		"/var/log/pods/default_app-7c4b_" + uid + "/tailship/0.log":        true, // a sidecar's agent, not this one
+		"/var/log/pods/tailship-demo_web-1_" + uid + "/tailship/0.log":     true, // another namespace that shares the prefix
+		"/var/log/pods/kube-system_coredns-abc_" + uid + "/coredns/12.log": true,
+	} {
+		if got := selected(p); got != want {
+			t.Errorf("%s: read %v, want %v", p, got, want)
+		}
 	}
 }
 
@@ -367,9 +397,34 @@ func TestSidecarManifest(t *testing.T) {
 	if !ok {
 		t.Fatalf("no input app")
 	}
-	_ = in
-	if !strings.Contains(cm.Data["tailship.toml"], `include = ["/var/log/app/*.log"]`) {
-		t.Errorf("the sidecar does not tail the shared volume")
+	fc, ok := in.(*file.Config)
+	if !ok || len(fc.Include) == 0 {
+		t.Fatalf("input app is not a file input with include globs: %#v", in)
+	}
+	// Every glob must select files on the shared volume (the only place
+	// the app's logs are), and the app's own file must be read.
+	for _, g := range fc.Include {
+		if !strings.HasPrefix(g, "/var/log/app/") {
+			t.Errorf("include %q is not on the shared volume /var/log/app", g)
+		}
+	}
+	appLog := ""
+	for _, a := range app.Args {
+		if m := regexp.MustCompile(`>> (/[^\s;]+)`).FindStringSubmatch(a); m != nil {
+			appLog = m[1]
+		}
+	}
+	if appLog == "" {
+		t.Fatalf("cannot find the file the app writes in its args %v", app.Args)
+	}
+	read := false
+	for _, g := range fc.Include {
+		if ok, _ := doublestar.Match(g, appLog); ok {
+			read = true
+		}
+	}
+	if !read {
+		t.Errorf("the app writes %s, which no include glob %v selects", appLog, fc.Include)
 	}
 }
 
@@ -449,8 +504,8 @@ func dockerBuildLine(t *testing.T) string {
 func TestDockerfile(t *testing.T) {
 	b, _ := os.ReadFile("Dockerfile")
 	df := string(b)
-	if strings.Count(df, "\nFROM ") < 1 || !strings.Contains(df, "COPY --from=build") {
-		t.Errorf("Dockerfile is not multi-stage")
+	if n := len(regexp.MustCompile(`(?m)^FROM `).FindAllString(df, -1)); n < 2 || !strings.Contains(df, "COPY --from=build") {
+		t.Errorf("Dockerfile is not multi-stage: %d FROM lines, want a build stage copied from", n)
 	}
 	if !regexp.MustCompile(`(?m)^FROM (gcr\.io/distroless/static\S*|scratch)\s*$`).MatchString(df) {
 		t.Errorf("the final stage is not distroless/static or scratch")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -181,6 +182,28 @@ func TestJoinCap(t *testing.T) {
 	got := pl.out.Lines()
 	if len(got) != 1 || got[0] != cri("stdout", "F", strings.Repeat("x", 100)) {
 		t.Fatalf("got %q", got)
+	}
+	if n := pl.stats.LinesTruncated.Load(); n != 1 {
+		t.Errorf("LinesTruncated = %d, want 1", n)
+	}
+}
+
+// TestDockerJoinCap: docker pieces are cut to max_line_bytes too, counted
+// once, and the rebuilt line is valid json-file with the cut message and
+// its newline, the final piece's stream and time.
+func TestDockerJoinCap(t *testing.T) {
+	pl := newPool(t, 1, "docker", func(s *pipeline.InputSettings) { s.MaxLineBytes = 100 })
+	d := func(log, stream string) string {
+		return fmt.Sprintf(`{"log":%q,"stream":%q,"time":%q}`, log, stream, ts)
+	}
+	// Each line stays under the cap (json-file adds ~70 bytes); together
+	// the pieces pass it.
+	piece := strings.Repeat("x", 25)
+	pl.emit([]string{d(piece, "stdout"), d(piece, "stdout"), d(piece, "stdout"), d(piece, "stdout"), d(piece, "stdout"), d("tail\n", "stdout"), d("short\n", "stdout")})
+	pl.stop()
+	want := []string{d(strings.Repeat("x", 100)+"\n", "stdout"), d("short\n", "stdout")}
+	if got := pl.out.Lines(); !slices.Equal(got, want) {
+		t.Fatalf("got %q\nwant %q", got, want)
 	}
 	if n := pl.stats.LinesTruncated.Load(); n != 1 {
 		t.Errorf("LinesTruncated = %d, want 1", n)

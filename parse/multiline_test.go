@@ -430,6 +430,25 @@ func TestMultilineContinueNegate(t *testing.T) {
 	}
 }
 
+// TestMultilineStartNegate: start_pattern with negate turns the pattern
+// around: a line that does NOT match begins a record, and matching lines
+// continue it. A matching line with no record open (the file's first)
+// still begins one, and records span chunks.
+func TestMultilineStartNegate(t *testing.T) {
+	pl := newPool(t, 2, "none", func(s *pipeline.InputSettings) {
+		s.Multiline.StartPattern = `^\s`
+		s.Multiline.Negate = true
+		s.Multiline.Timeout = config.Dur(50 * time.Millisecond)
+	})
+	src, ends := pl.emit([]string{"  orphan", "a", " b"}, []string{"\tc", "d", "e"}, []string{" f", "g"})
+	eventually(t, "committed", func() bool { return src.Committed() == ends[2] })
+	pl.stop()
+	want := []string{"  orphan", "a\n b\n\tc", "d", "e\n f", "g"}
+	if got := pl.out.Lines(); !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
 // TestMultilineDocker: a Go panic written through Docker's json-file
 // driver, one piece split without its newline, becomes one event whose
 // message is the panic's lines; the stdout line around it stays alone.

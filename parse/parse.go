@@ -3,6 +3,7 @@ package parse
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 	"unsafe"
@@ -177,39 +178,48 @@ func (t *timeReader) read(ev *pipeline.Event, fields []pipeline.Field) error {
 // withYear dates a timestamp written without a year (BSD syslog's
 // "Jan _2 15:04:05") in the year of now, or the year before when that
 // would put it more than a day in the future: a December line read in
-// January is last year's.
+// January is last year's. Feb 29 is dated in the last leap year that
+// puts it in the past: time.Date would turn it into Mar 1 of other years.
 func withYear(ts, now time.Time) time.Time {
+	at := func(y int) time.Time {
+		return time.Date(y, ts.Month(), ts.Day(), ts.Hour(), ts.Minute(), ts.Second(), ts.Nanosecond(), ts.Location())
+	}
 	y := now.Year()
-	t := time.Date(y, ts.Month(), ts.Day(), ts.Hour(), ts.Minute(), ts.Second(), ts.Nanosecond(), ts.Location())
+	t := at(y)
 	if t.After(now.Add(24 * time.Hour)) {
-		t = t.AddDate(-1, 0, 0)
+		y--
+		t = at(y)
+	}
+	for t.Month() != ts.Month() {
+		y--
+		t = at(y)
 	}
 	return t
 }
 
 // parseUnix reads an integer or decimal count of unit since the epoch.
+// Counts a time.Duration from 1970 cannot hold (about 292 years) are
+// rejected: converted, they would wrap around silently to another date.
 func parseUnix(b []byte, unit time.Duration) (time.Time, error) {
 	s := unsafe.String(unsafe.SliceData(b), len(b))
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return time.Unix(0, 0).Add(time.Duration(n) * unit).UTC(), checkRange(float64(n), unit)
+		if n > math.MaxInt64/int64(unit) || n < math.MinInt64/int64(unit) {
+			return time.Time{}, fmt.Errorf("%d is out of range", n)
+		}
+		return time.Unix(0, n*int64(unit)).UTC(), nil
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%q is not a number", string(b))
 	}
-	if err := checkRange(f, unit); err != nil {
-		return time.Time{}, err
+	// 1<<63 is exact as a float and the first count int64 cannot hold
+	// (MaxInt64 rounds up to it); the bound is written so that NaN, which
+	// compares false with everything, fails it too.
+	ns := f * float64(unit)
+	if !(ns >= -(1<<63) && ns < 1<<63) {
+		return time.Time{}, fmt.Errorf("%g is out of range", f)
 	}
-	return time.Unix(0, int64(f*float64(unit))).UTC(), nil
-}
-
-// checkRange rejects epochs a time.Duration from 1970 cannot hold (about
-// 292 years), which would otherwise wrap around silently.
-func checkRange(n float64, unit time.Duration) error {
-	if ns := n * float64(unit); ns > 1<<63-1 || ns < -(1<<63) {
-		return fmt.Errorf("%g is out of range", n)
-	}
-	return nil
+	return time.Unix(0, int64(ns)).UTC(), nil
 }
 
 // timed runs a parser and then reads the event time.

@@ -162,6 +162,70 @@ func TestTopPlainWhenNotATerminal(t *testing.T) {
 
 // TestMain checks that no test leaves goroutines behind: the agents and
 // API servers the top tests start, and top's own polling.
+// TestTopRatesAndErrors: from two snapshots a second apart, the EVENTS/S
+// column is each output's delivered difference per second and the header
+// the lines per second; a failing output's LAST ERROR column says for how
+// long and the first line of its error. With one snapshot there is no rate.
+func TestTopRatesAndErrors(t *testing.T) {
+	at := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	failing := time.Now().Add(-90 * time.Second)
+	snap := func(at time.Time, lines, central, archive int64) *api.StatusDoc {
+		d := &api.StatusDoc{Time: at, Readiness: api.Readiness{Ready: false, Reason: []string{"output central failing for 1m30s"}}}
+		d.Config = "/etc/tailship/tailship.toml"
+		d.InputLines = lines
+		d.Outputs = []agent.OutputStatus{
+			{Name: "central", Type: "http", Delivered: central, QueueEvents: 500, QueueMaxEvents: 1000, Retries: 7,
+				FailingSince: &failing, LastError: "POST http://collector:8080/ingest: connection refused\nretrying"},
+			{Name: "archive", Type: "file", Delivered: archive, QueueMaxEvents: 1000},
+		}
+		return d
+	}
+	prev, cur := snap(at, 5000, 1000, 4000), snap(at.Add(time.Second), 5300, 1250, 4300)
+
+	columns := func(screen string) map[string][]string {
+		rows := map[string][]string{}
+		for _, l := range strings.Split(screen, "\n") {
+			c := regexp.MustCompile(`\s{2,}`).Split(strings.TrimSpace(l), -1)
+			if len(c) == 10 {
+				rows[c[0]] = c
+			}
+		}
+		if h := rows["OUTPUT"]; h == nil || h[2] != "EVENTS/S" || h[9] != "LAST ERROR" {
+			t.Fatalf("no output table with EVENTS/S and LAST ERROR columns in\n%s", screen)
+		}
+		return rows
+	}
+
+	var b bytes.Buffer
+	renderTop(&b, cur, prev, 0)
+	screen := b.String()
+	rows := columns(screen)
+	if got := rows["central"][2]; got != "250" {
+		t.Errorf("central EVENTS/S %q, want 250\n%s", got, screen)
+	}
+	if got := rows["archive"][2]; got != "300" {
+		t.Errorf("archive EVENTS/S %q, want 300\n%s", got, screen)
+	}
+	if got, want := rows["central"][9], "failing 1m30s: POST http://collector:8080/ingest: connection refused ..."; got != want {
+		t.Errorf("central LAST ERROR %q, want %q", got, want)
+	}
+	if got := rows["archive"][9]; got != "-" {
+		t.Errorf("archive LAST ERROR %q, want - (healthy)", got)
+	}
+	if c := rows["central"]; c[4] != "500/1000" || c[5] != "50%" || c[6] != "7" {
+		t.Errorf("central queue, fill, retries %q, want 500/1000 50%% 7", c[4:7])
+	}
+	if !strings.Contains(screen, "lines 5300 (300/s)") || !strings.Contains(screen, "NOT READY: output central failing for 1m30s") {
+		t.Errorf("header lacks the line rate or readiness:\n%s", screen)
+	}
+
+	b.Reset()
+	renderTop(&b, cur, nil, 0)
+	if got := columns(b.String())["central"][2]; got != "-" {
+		t.Errorf("first screen EVENTS/S %q, want - (no earlier snapshot)", got)
+	}
+}
+
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
