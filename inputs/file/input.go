@@ -453,8 +453,7 @@ func (in *Input) startReader(ctx context.Context, em pipeline.Emitter, r *reader
 	go func() {
 		defer in.wg.Done()
 		r.run(ctx, em, f)
-		in.open.Add(-1)
-		in.stats.FilesOpen.Add(-1)
+		r.closeFile()
 		in.mu.Lock()
 		if in.readers[r.id] == r {
 			delete(in.readers, r.id)

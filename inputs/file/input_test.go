@@ -358,6 +358,48 @@ func TestInodeReuseReadsNewFileFromStart(t *testing.T) {
 	}
 }
 
+// TestMaxHoldWhileOutputDown: with the output stalled the reader waits for
+// memory, not between reads; a file deleted during that wait is still given
+// up once max_hold has passed (its descriptor closed, its unread rest
+// counted), rather than held open for as long as the outage lasts.
+func TestMaxHoldWhileOutputDown(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.log")
+	const lines = 400_000 // four times the memory budget
+	appendLines(t, path, "a", 0, lines)
+	h := newHarness(t, dir, func(c *Config) { c.MaxHold = config.Dur(200 * time.Millisecond) })
+	h.memory = 1 << 20
+	block := make(chan struct{})
+	h.out = &pipelinetest.Capture{Block: block}
+	h.start()
+	waitFor(t, func() bool { return h.stats.FilesOpen.Load() == 1 && h.stats.InputBytes.Load() > 0 })
+	time.Sleep(100 * time.Millisecond) // the reader is in its wait for memory now
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return h.stats.LostBytes("deleted").Load() > 0 })
+	waitFor(t, func() bool { return h.stats.FilesOpen.Load() == 0 })
+	close(block)
+	read := h.stats.InputBytes.Load()
+	h.waitLines(int(read / int64(len(pipelinetest.Line("a", 0)))))
+	h.stop()
+	lost := h.stats.LostBytes("deleted").Load()
+	total := pipelinetest.Size("a", lines)
+	if read+lost < total-4096 || read+lost > total {
+		t.Fatalf("read %d + given up %d does not add up to the file's %d bytes", read, lost, total)
+	}
+	// What was read before giving up arrives whole and in order.
+	got := h.out.Lines()
+	if want := int(read / int64(len(pipelinetest.Line("a", 0)))); len(got) != want {
+		t.Fatalf("%d lines delivered, %d were read", len(got), want)
+	}
+	for i, l := range got {
+		if l != strings.TrimSuffix(pipelinetest.Line("a", i), "\n") {
+			t.Fatalf("line %d is %q", i, l)
+		}
+	}
+}
+
 // A deleted file with unread data is given up after max_hold, and the bytes
 // are counted.
 func TestMaxHoldGivesUpAndCounts(t *testing.T) {

@@ -59,6 +59,7 @@ type reader struct {
 	id         fileID
 	startAtEnd bool
 	log        *zap.Logger
+	closeOnce  sync.Once // r.f is closed once, maybe before run returns
 
 	// shown is src for status, read from other goroutines (the API).
 	shown atomic.Pointer[pipeline.Source]
@@ -152,6 +153,53 @@ func (r *reader) deletedTooLong(fi os.FileInfo, size int64) bool {
 	return true
 }
 
+// holdContext bounds a wait for memory by max_hold once the file is
+// deleted: with the output down the reader waits in NewChunk for as long as
+// the outage lasts, and a deleted file must not stay open (holding its disk
+// space) beyond max_hold because of that. It looks at the link count while
+// the wait lasts; when the hold runs out it counts the unread rest, as
+// deletedTooLong does between reads, and ends the wait with errGaveUp.
+func (r *reader) holdContext(ctx context.Context, size int64) (context.Context, func()) {
+	hctx, cancel := context.WithCancelCause(ctx)
+	hold := r.in.cfg.MaxHold.D()
+	every := max(min(hold/4, time.Second), 10*time.Millisecond)
+	deleted := r.deleted // the reader's goroutine owns r.deleted; this is a copy
+	var mu sync.Mutex
+	var t *time.Timer
+	stopped := false
+	var check func()
+	check = func() {
+		fi, err := r.f.Stat()
+		switch {
+		case err != nil || nlink(fi) > 0:
+			deleted = time.Time{}
+		case deleted.IsZero():
+			deleted = time.Now()
+		case time.Since(deleted) >= hold && size > r.off:
+			lost := size - r.off + int64(len(r.carry))
+			r.in.stats.LostBytes("deleted").Add(lost)
+			r.log.Warn("deleted file held open for max_hold while the outputs were not taking data; giving up its unread rest", zap.Int64("bytes", lost))
+			cancel(errGaveUp)
+			return
+		}
+		mu.Lock()
+		if !stopped {
+			t.Reset(every)
+		}
+		mu.Unlock()
+	}
+	mu.Lock()
+	t = time.AfterFunc(every, check)
+	mu.Unlock()
+	return hctx, func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+		cancel(nil)
+	}
+}
+
 // headChanged reports whether the first bytes differ from the fingerprint
 // taken earlier: the file was truncated and rewritten past the old offset
 // between two looks, which the size alone cannot show.
@@ -198,7 +246,6 @@ func (r *reader) currentPath() string {
 
 // run follows f, opened by the scan, until the file is done or ctx ends.
 func (r *reader) run(ctx context.Context, em pipeline.Emitter, f *os.File) {
-	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
 		r.log.Warn("cannot stat file", zap.Error(err))
@@ -219,6 +266,11 @@ func (r *reader) run(ctx context.Context, em pipeline.Emitter, f *os.File) {
 			}
 			if ctx.Err() == nil && !errors.Is(err, errGaveUp) && !errors.Is(err, errCopy) {
 				r.log.Warn("read failed", zap.Error(err))
+			}
+			if errors.Is(err, errGaveUp) {
+				// Nothing more is read from it: free the deleted file's
+				// space now, not once the outputs took what was read.
+				r.closeFile()
 			}
 			break
 		}
@@ -241,6 +293,16 @@ func (r *reader) run(ctx context.Context, em pipeline.Emitter, f *os.File) {
 	if dormant && ctx.Err() == nil && r.src.InFlight() == 0 {
 		r.rest()
 	}
+}
+
+// closeFile closes the reader's descriptor once and gives its slot back.
+func (r *reader) closeFile() {
+	r.closeOnce.Do(func() {
+		r.f.Close()
+		r.in.open.Add(-1)
+		r.in.stats.FilesOpen.Add(-1)
+		r.in.requestScan() // a descriptor is free for a waiting file
+	})
 }
 
 func (r *reader) touch() {
@@ -465,8 +527,13 @@ func (r *reader) readOnce(ctx context.Context, em pipeline.Emitter) (bool, error
 	// Fill one buffer class, carry included, rather than spill a carry into
 	// the next class up (which would charge the budget four times over).
 	want := max(int(min(int64(len(r.carry))+size-r.off, chunkBytes)), len(r.carry)+4096)
-	c, err := em.NewChunk(ctx, r.src, want)
+	hctx, done := r.holdContext(ctx, size)
+	c, err := em.NewChunk(hctx, r.src, want)
+	done()
 	if err != nil {
+		if ctx.Err() == nil && errors.Is(context.Cause(hctx), errGaveUp) {
+			return false, errGaveUp
+		}
 		return false, err
 	}
 	buf := append(c.Buf, r.carry...)
