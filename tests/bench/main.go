@@ -10,9 +10,17 @@
 //	go run ./tests/bench                       # every scenario, 2,000,000 lines
 //	go run ./tests/bench -lines 6000000 -scenarios raw-tcp,json-http -workers 1,2
 //
-// The agent runs with default settings except batch.timeout = "100ms": the
-// last, partial batch of a backlog otherwise waits the default 1s, which
-// would dominate the wall time of a run that takes a second or two.
+// The agent runs with default settings except: batch.timeout = "100ms"
+// (the last, partial batch of a backlog otherwise waits the default 1s,
+// which would dominate the wall time of a run that takes a second or two),
+// checkpoint_interval = "100ms" (zstd-file is done when the checkpoint
+// reaches the end), log_level = "warn", api.listen = "" and the -workers
+// value under test. Memory settings are the defaults (memory_limit 8 MiB).
+//
+// -runs N repeats every scenario N times and prints the median of each
+// column after the runs. The agent's resident size is sampled every 100 ms
+// besides the peak (VmHWM): the note gives its mean over the first and the
+// last quarter of the run, which shows whether memory stays flat.
 //
 // The agent binary is built from this checkout unless -binary is given.
 package main
@@ -30,6 +38,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +55,7 @@ type options struct {
 	scenarios []string
 	binary    string
 	keep      bool
+	runs      int
 }
 
 func main() {
@@ -56,6 +66,7 @@ func main() {
 	flag.StringVar(&scenarios, "scenarios", "raw-tcp,json-http,zstd-file,many-files,slow-sink", "comma-separated scenarios")
 	flag.StringVar(&o.binary, "binary", "", "tailship binary (default: build ./cmd/tailship)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
+	flag.IntVar(&o.runs, "runs", 1, "runs of each scenario; with more than one, a median row follows")
 	flag.Parse()
 	for _, w := range strings.Split(workers, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(w))
@@ -81,7 +92,7 @@ func main() {
 		}
 	}
 	fmt.Printf("tailship load benchmark: %d lines per scenario, work dir %s\n\n", o.lines, dir)
-	fmt.Printf("%-11s %-7s %8s %9s %10s %9s %9s %8s %6s %9s\n",
+	fmt.Printf("%-15s %-7s %8s %9s %10s %9s %9s %8s %6s %9s\n",
 		"scenario", "workers", "wall s", "MB/s", "lines/s", "CPU s/GB", "RSS MiB", "lost", "dup", "ceiling")
 	failed := false
 	for _, sc := range o.scenarios {
@@ -90,15 +101,24 @@ func main() {
 			fatal("unknown scenario %q", sc)
 		}
 		for _, w := range o.workers {
-			r, err := run(o, filepath.Join(dir, fmt.Sprintf("%s-w%d", sc, w)), w)
-			if err != nil {
-				fmt.Printf("%-11s %-7d error: %v\n", sc, w, err)
-				failed = true
-				continue
+			var rs []result
+			for i := range o.runs {
+				wd := filepath.Join(dir, fmt.Sprintf("%s-w%d-%d", sc, w, i))
+				r, err := run(o, wd, w)
+				os.RemoveAll(filepath.Join(wd, "logs")) // the next run writes its own
+				if err != nil {
+					fmt.Printf("%-15s %-7d error: %v\n", sc, w, err)
+					failed = true
+					continue
+				}
+				r.print(sc, w)
+				if r.lost != 0 || r.dup != 0 {
+					failed = true
+				}
+				rs = append(rs, r)
 			}
-			r.print(sc, w)
-			if r.lost != 0 || r.dup != 0 {
-				failed = true
+			if len(rs) > 1 {
+				median(rs).print(sc+" med", w)
 			}
 		}
 	}
@@ -131,9 +151,35 @@ func (r result) print(sc string, workers int) {
 	if r.ceilingMBs > 0 {
 		ceiling = fmt.Sprintf("%.0f%% of %.0f", 100*mbs/r.ceilingMBs, r.ceilingMBs)
 	}
-	fmt.Printf("%-11s %-7d %8.2f %9.1f %10.0f %9.2f %9.1f %8d %6d %9s %s\n",
+	fmt.Printf("%-15s %-7d %8.2f %9.1f %10.0f %9.2f %9.1f %8d %6d %9s %s\n",
 		sc, workers, r.wall.Seconds(), mbs, float64(r.lines)/r.wall.Seconds(), cpuPerGB,
 		float64(r.rss)/(1<<20), r.lost, r.dup, ceiling, r.note)
+}
+
+// median is the per-column median of rs (MB/s and lines/s follow from the
+// median wall time, as all runs move the same bytes).
+func median(rs []result) result {
+	mid := func(f func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		sort.Float64s(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	m := rs[0]
+	m.wall = time.Duration(mid(func(r result) float64 { return float64(r.wall) }))
+	m.cpu = time.Duration(mid(func(r result) float64 { return float64(r.cpu) }))
+	m.rss = int64(mid(func(r result) float64 { return float64(r.rss) }))
+	m.ceilingMBs = mid(func(r result) float64 { return r.ceilingMBs })
+	for _, r := range rs[1:] {
+		m.lost, m.dup = max(m.lost, r.lost), max(m.dup, r.dup)
+	}
+	m.note = fmt.Sprintf("(median of %d; lost/dup: the worst run)", len(rs))
+	return m
 }
 
 var scenarioByName = map[string]func(options, string, int) (result, error){
@@ -366,6 +412,62 @@ func httpSink(t *tally) (url string, stop func(), err error) {
 type agent struct {
 	cmd *exec.Cmd
 	log bytes.Buffer
+
+	mu      sync.Mutex
+	samples []int64 // VmRSS every 100 ms
+	done    chan struct{}
+}
+
+// sample records the agent's resident size until stop.
+func (a *agent) sample() {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.done:
+			return
+		case <-t.C:
+		}
+		if v := procStatus(a.cmd.Process.Pid, "VmRSS:"); v > 0 {
+			a.mu.Lock()
+			a.samples = append(a.samples, v)
+			a.mu.Unlock()
+		}
+	}
+}
+
+// rssTrend is the mean resident size over the first and the last quarter of
+// the samples, in MiB, or "" for a run too short to tell.
+func (a *agent) rssTrend() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := len(a.samples) / 4
+	if n < 2 {
+		return ""
+	}
+	mean := func(v []int64) float64 {
+		var s int64
+		for _, x := range v {
+			s += x
+		}
+		return float64(s) / float64(len(v)) / (1 << 20)
+	}
+	return fmt.Sprintf("RSS %.1f -> %.1f MiB (first -> last quarter)", mean(a.samples[:n]), mean(a.samples[len(a.samples)-n:]))
+}
+
+// procStatus reads one size line of /proc/<pid>/status in bytes.
+func procStatus(pid int, key string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, key) {
+			kb, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 func startAgent(o options, dir, config string) (*agent, error) {
@@ -373,10 +475,14 @@ func startAgent(o options, dir, config string) (*agent, error) {
 	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
 		return nil, err
 	}
-	a := &agent{cmd: exec.Command(o.binary, "run", "--config", path)}
+	a := &agent{cmd: exec.Command(o.binary, "run", "--config", path), done: make(chan struct{})}
 	a.cmd.Dir = dir
 	a.cmd.Stdout, a.cmd.Stderr = &a.log, &a.log
-	return a, a.cmd.Start()
+	if err := a.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go a.sample()
+	return a, nil
 }
 
 // usage reads the agent's CPU time and peak RSS from /proc while it runs.
@@ -392,18 +498,11 @@ func (a *agent) usage() (cpu time.Duration, rss int64) {
 			cpu = time.Duration(ut+st) * (time.Second / 100) // USER_HZ is 100 on Linux
 		}
 	}
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "VmHWM:") {
-				kb, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
-				rss = kb << 10
-			}
-		}
-	}
-	return cpu, rss
+	return cpu, procStatus(pid, "VmHWM:")
 }
 
 func (a *agent) stop() error {
+	close(a.done)
 	a.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
 	go func() { done <- a.cmd.Wait() }()
@@ -478,7 +577,7 @@ func shipToSink(o options, dir, config string, t *tally, total int64) (result, e
 	}
 	time.Sleep(200 * time.Millisecond) // a duplicate would be counted now
 	lost, dup := t.lostDup()
-	return result{wall: wall, bytes: total, lines: len(t.seen), cpu: cpu, rss: rss, lost: lost, dup: dup}, nil
+	return result{wall: wall, bytes: total, lines: len(t.seen), cpu: cpu, rss: rss, lost: lost, dup: dup, note: a.rssTrend()}, nil
 }
 
 // ceilingTCP copies the file to a fresh TCP sink with 1 MiB writes: what
@@ -631,7 +730,7 @@ address = %q
 batch = { timeout = "100ms" }
 `, addr)
 	r, err := shipToSink(o, dir, cfg, t, total)
-	r.note = "(sink reads 20 MB/s)"
+	r.note = "(sink reads 20 MB/s; " + r.note + ")"
 	return r, err
 }
 
