@@ -56,6 +56,7 @@ type options struct {
 	binary    string
 	keep      bool
 	runs      int
+	memory    string // agent.memory_limit, "" for the default
 }
 
 func main() {
@@ -66,6 +67,7 @@ func main() {
 	flag.StringVar(&scenarios, "scenarios", "raw-tcp,json-http,zstd-file,many-files,slow-sink", "comma-separated scenarios")
 	flag.StringVar(&o.binary, "binary", "", "tailship binary (default: build ./cmd/tailship)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
+	flag.StringVar(&o.memory, "memory-limit", "", `agent.memory_limit for every run, e.g. "64MiB" (default: the agent's default)`)
 	flag.IntVar(&o.runs, "runs", 1, "runs of each scenario; with more than one, a median row follows")
 	flag.Parse()
 	for _, w := range strings.Split(workers, ",") {
@@ -471,6 +473,9 @@ func procStatus(pid int, key string) int64 {
 }
 
 func startAgent(o options, dir, config string) (*agent, error) {
+	if o.memory != "" {
+		config = strings.Replace(config, "[agent]\n", fmt.Sprintf("[agent]\nmemory_limit = %q\n", o.memory), 1)
+	}
 	path := filepath.Join(dir, "tailship.toml")
 	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
 		return nil, err
