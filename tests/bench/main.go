@@ -457,6 +457,17 @@ func (a *agent) rssTrend() string {
 	return fmt.Sprintf("RSS %.1f -> %.1f MiB (first -> last quarter)", mean(a.samples[:n]), mean(a.samples[len(a.samples)-n:]))
 }
 
+// selfCPU is this process's CPU time so far: during a run, the sink's
+// work (reading, decompressing, decoding, counting), which shares the
+// machine's cores with the agent.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // procStatus reads one size line of /proc/<pid>/status in bytes.
 func procStatus(pid int, key string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -571,18 +582,24 @@ func shipToSink(o options, dir, config string, t *tally, total int64) (result, e
 		return result{}, err
 	}
 	start := time.Now()
+	sink0 := selfCPU()
 	if err := waitFull(a, t, 10*time.Minute); err != nil {
 		a.stop()
 		return result{}, err
 	}
 	wall := time.Since(start)
+	sinkCPU := selfCPU() - sink0
 	cpu, rss := a.usage()
 	if err := a.stop(); err != nil {
 		return result{}, err
 	}
 	time.Sleep(200 * time.Millisecond) // a duplicate would be counted now
 	lost, dup := t.lostDup()
-	return result{wall: wall, bytes: total, lines: len(t.seen), cpu: cpu, rss: rss, lost: lost, dup: dup, note: a.rssTrend()}, nil
+	note := fmt.Sprintf("sink %.2f CPU s/GB", sinkCPU.Seconds()/(float64(total)/1e9))
+	if tr := a.rssTrend(); tr != "" {
+		note += "; " + tr
+	}
+	return result{wall: wall, bytes: total, lines: len(t.seen), cpu: cpu, rss: rss, lost: lost, dup: dup, note: note}, nil
 }
 
 // ceilingTCP copies the file to a fresh TCP sink with 1 MiB writes: what
@@ -682,7 +699,7 @@ compression = "gzip"
 batch = { timeout = "100ms" }
 `, url)
 	r, err := shipToSink(o, dir, cfg, t, total)
-	r.note = jsonNote
+	r.note = jsonNote + " " + r.note
 	return r, err
 }
 
