@@ -58,6 +58,9 @@ type Input struct {
 	resumed    bool          // rebuilt by a live reload: no scan is the first
 	rescan     chan struct{} // readers ask for a scan when their file disappears or they close
 	open       atomic.Int64  // descriptors held by readers, including readers winding down
+	// testWatcher, when set, replaces the file-event watcher: tests use it
+	// to run without events (as on NFS) or to inject watcher errors.
+	testWatcher func() *watcher
 }
 
 type waitState struct {
@@ -132,7 +135,12 @@ func (in *Input) Run(ctx context.Context, em pipeline.Emitter) error {
 	in.rescan = make(chan struct{}, 1)
 	in.first = !in.resumed
 	defer in.wg.Wait()
-	wa := newWatcher(in.include, in.log)
+	var wa *watcher
+	if in.testWatcher != nil {
+		wa = in.testWatcher()
+	} else {
+		wa = newWatcher(in.include, in.log)
+	}
 	defer wa.close()
 	t := time.NewTicker(in.cfg.ScanInterval.D())
 	defer t.Stop()
