@@ -53,11 +53,15 @@ type Input struct {
 	// denied), so each is logged once; every scan tries them again.
 	unopenable map[fileID]bool
 	lastGC     time.Time
-	wg         sync.WaitGroup
-	first      bool          // the first scan: start_at applies only to files found then
-	resumed    bool          // rebuilt by a live reload: no scan is the first
-	rescan     chan struct{} // readers ask for a scan when their file disappears or they close
-	open       atomic.Int64  // descriptors held by readers, including readers winding down
+	// missing holds, per checkpoint key, when a scan first did not find
+	// its file. Only memory: after a restart the wait starts over, which
+	// keeps checkpoints longer, never shorter.
+	missing map[string]time.Time
+	wg      sync.WaitGroup
+	first   bool          // the first scan: start_at applies only to files found then
+	resumed bool          // rebuilt by a live reload: no scan is the first
+	rescan  chan struct{} // readers ask for a scan when their file disappears or they close
+	open    atomic.Int64  // descriptors held by readers, including readers winding down
 	// testWatcher, when set, replaces the file-event watcher: tests use it
 	// to run without events (as on NFS) or to inject watcher errors.
 	testWatcher func() *watcher
@@ -132,6 +136,7 @@ func (in *Input) Run(ctx context.Context, em pipeline.Emitter) error {
 	in.waiting = make(map[fileID]waitState)
 	in.deferred = make(map[fileID]time.Time)
 	in.unopenable = make(map[fileID]bool)
+	in.missing = make(map[string]time.Time)
 	in.rescan = make(chan struct{}, 1)
 	in.first = !in.resumed
 	defer in.wg.Wait()
@@ -488,24 +493,47 @@ func (in *Input) evictIdle(n int) {
 	}
 }
 
-// collectCheckpoints forgets the checkpoints of files that are gone and
-// have not been updated for checkpoint_ttl.
+// collectCheckpoints forgets the checkpoints of files that have been gone
+// for checkpoint_ttl. Gone is measured from the first scan that missed the
+// file, not from the entry's last update: a file closed as inactive long
+// ago that misses one scan (renamed out and back, a directory remounted)
+// keeps its checkpoint, rather than being read again from its start.
 func (in *Input) collectCheckpoints(found map[fileID]seen) {
 	ttl := in.cfg.CheckpointTTL.D()
+	now := time.Now()
 	prefix := in.name + "/"
-	for _, k := range in.store.Keys(prefix) {
+	keys := in.store.Keys(prefix)
+	for _, k := range keys {
 		id, ok := parseID(strings.TrimPrefix(k, prefix))
 		if !ok {
 			continue
 		}
-		if _, here := found[id]; here {
+		_, here := found[id]
+		_, reading := in.readers[id]
+		if here || reading {
+			delete(in.missing, k)
 			continue
 		}
-		if _, reading := in.readers[id]; reading {
+		since, ok := in.missing[k]
+		if !ok {
+			in.missing[k] = now
 			continue
 		}
-		if e, ok := in.store.Get(k); ok && time.Since(e.Updated) >= ttl {
+		if now.Sub(since) >= ttl {
 			in.store.Delete(k)
+			delete(in.missing, k)
+		}
+	}
+	if len(in.missing) > 0 {
+		// Keys deleted elsewhere would otherwise stay here for good.
+		live := make(map[string]bool, len(keys))
+		for _, k := range keys {
+			live[k] = true
+		}
+		for k := range in.missing {
+			if !live[k] {
+				delete(in.missing, k)
+			}
 		}
 	}
 }
