@@ -3,10 +3,12 @@ package file
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/tailship/tailship/config"
+	"github.com/tailship/tailship/pipeline/pipelinetest"
 )
 
 // The checkpoint of a file closed as inactive long ago survives the file
@@ -54,4 +56,52 @@ func TestCheckpointKeptWhileFileMissesScans(t *testing.T) {
 		t.Fatalf("checkpoint collected %v after the file went missing, checkpoint_ttl is %v", d, ttl)
 	}
 	h.stop()
+}
+
+// A closed file whose content is replaced by other content of exactly the
+// same length (what a new file on the reused inode of a closed one looks
+// like to the scan) is reopened, though its size did not change, and with
+// its different head read from its start.
+func TestClosedFileSameSizeNewContentRead(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.log")
+	appendLines(t, path, "old", 0, 100)
+	h := newHarness(t, dir, func(c *Config) { c.CloseInactive = config.Dur(50 * time.Millisecond) })
+	h.start()
+	h.waitLines(100)
+	waitFor(t, func() bool {
+		keys := h.store.Keys("app/")
+		if len(keys) != 1 || h.stats.FilesOpen.Load() != 0 {
+			return false
+		}
+		e, _ := h.store.Get(keys[0])
+		return e.Size > 0 // closed as inactive
+	})
+	ino := inodeOf(t, path)
+	time.Sleep(20 * time.Millisecond) // a later modification time, past the clock's tick
+	f := must(os.OpenFile(path, os.O_WRONLY, 0))
+	var b []byte
+	for i := range 100 {
+		b = append(b, pipelinetest.Line("new", i)...)
+	}
+	if _, err := f.WriteAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if fi := must(os.Stat(path)); fi.Size() != int64(len(b)) || inodeOf(t, path) != ino {
+		t.Fatalf("size %d, want %d on the same inode", fi.Size(), len(b))
+	}
+	h.waitLines(200)
+	time.Sleep(150 * time.Millisecond)
+	h.stop()
+	var old, fresh []string
+	for _, l := range h.out.Lines() {
+		if strings.HasPrefix(l, "new ") {
+			fresh = append(fresh, l)
+		} else {
+			old = append(old, l)
+		}
+	}
+	checkAll(t, old, map[string]int{"old": 100})
+	checkAll(t, fresh, map[string]int{"new": 100})
 }

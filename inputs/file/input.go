@@ -385,7 +385,11 @@ func (in *Input) wants(id fileID, fi fs.FileInfo) bool {
 		return true
 	}
 	if e.Size > 0 {
-		return fi.Size() != e.Size // closed at this size: reopen when it changes
+		// Closed at this size and time: reopen when either changes. The
+		// size alone misses new content of the same length (an inode
+		// reused by another file, a file rewritten in place); reopened,
+		// its head fingerprint decides whether it is read from the start.
+		return fi.Size() != e.Size || e.MTime != 0 && fi.ModTime().UnixNano() != e.MTime
 	}
 	return fi.Size() != e.Offset
 }

@@ -85,6 +85,7 @@ type reader struct {
 	lastData time.Time
 	wake     chan struct{} // a file event for this file; buffered, one pending is enough
 	lastSize int64         // size at the last stat: what a truncation may have cut
+	lastMod  int64         // modification time (Unix ns) at the last stat
 	seenSize atomic.Int64  // lastSize, for status from other goroutines
 	deleted  time.Time     // when the file was first seen unlinked
 	headBuf  []byte
@@ -330,10 +331,11 @@ func (r *reader) closeIdle() bool {
 }
 
 // rest records, as the reader closes an idle file, where it stopped and
-// the size it saw, so the scan reopens the file only when it changes.
+// the size and modification time it saw, so the scan reopens the file only
+// when it changes.
 func (r *reader) rest() {
 	r.mu.Lock()
-	e := checkpoint.Entry{Offset: r.consumed, Path: r.path, Fingerprint: r.fp.hash, FPLen: r.fp.n, Size: r.lastSize}
+	e := checkpoint.Entry{Offset: r.consumed, Path: r.path, Fingerprint: r.fp.hash, FPLen: r.fp.n, Size: r.lastSize, MTime: r.lastMod}
 	r.tailAt(&e)
 	r.mu.Unlock()
 	r.in.store.Set(r.in.key(r.id), e)
@@ -502,6 +504,7 @@ func (r *reader) readOnce(ctx context.Context, em pipeline.Emitter) (bool, error
 		return false, err
 	}
 	size := fi.Size()
+	r.lastMod = fi.ModTime().UnixNano()
 	if size < r.off || r.headChanged(size) {
 		r.truncated(em, size)
 		r.setSize(size)
