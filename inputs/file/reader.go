@@ -517,6 +517,10 @@ func (r *reader) readOnce(ctx context.Context, em pipeline.Emitter) (bool, error
 	if size == r.off {
 		return false, nil
 	}
+	// Unread data: no longer idle, even while the wait for memory below
+	// lasts (a stalled output), so the scan does not evict this reader for
+	// a waiting file.
+	r.atEOF.Store(false)
 	if r.fresh {
 		r.fresh = false
 		if r.off == 0 && r.in.looksLikeCopy(r, size) {
