@@ -322,6 +322,11 @@ func (in *Input) scan(ctx context.Context, em pipeline.Emitter) {
 			delete(in.waiting, c.id)
 		}
 	}
+	for id, r := range in.readers {
+		if _, ok := found[id]; !ok {
+			in.noteRenamedAway(r)
+		}
+	}
 	for id, w := range in.waiting {
 		if _, ok := found[id]; !ok {
 			in.lostWaiting(id, w)
@@ -357,7 +362,10 @@ func (in *Input) followRename(r *reader, path string) bool {
 	// a file that still has a name is the same file, renamed.
 	if !r.unlinked() {
 		r.setPath(path)
-		in.stats.Rotations.Add(1)
+		if !r.pathLost {
+			in.countRotation()
+		}
+		r.pathLost = false
 		return true
 	}
 	f, err := os.Open(path)
@@ -373,6 +381,32 @@ func (in *Input) followRename(r *reader, path string) bool {
 	// numbers of open files): the old reader finishes its handle on its own.
 	r.markGone()
 	return false
+}
+
+func (in *Input) countRotation() {
+	in.stats.Rotations.Add(1)
+	in.stats.RotationsOf(in.name).Add(1)
+}
+
+// noteRenamedAway counts a rotation for a followed file that the scan did
+// not find, if its path no longer leads to it while the file still has a
+// name: renamed out of the globs (app.log -> app.log.1 with include
+// app.log), which followRename never sees. Callers hold in.mu.
+func (in *Input) noteRenamedAway(r *reader) {
+	if r.pathLost || r.gone.Load() {
+		return
+	}
+	own, err := r.f.Stat()
+	if err != nil || nlink(own) == 0 {
+		return // closed (the reader is ending) or deleted: not a rotation
+	}
+	if fi, err := os.Stat(r.currentPath()); err == nil {
+		if id, ok := statID(fi); ok && id == r.id {
+			return // still there; the glob missed it for another reason
+		}
+	}
+	r.pathLost = true
+	in.countRotation()
 }
 
 // wants reports whether a file without a reader has something to read.

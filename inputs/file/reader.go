@@ -95,8 +95,13 @@ type reader struct {
 	gone atomic.Bool
 	// atEOF is set while the reader has read every complete line; evict
 	// asks such a reader to close its file for one that waits (max_open_files).
-	atEOF    atomic.Bool
-	evict    atomic.Bool
+	atEOF atomic.Bool
+	evict atomic.Bool
+	// pathLost: the scan saw the path stop leading to this file while the
+	// file stayed (renamed out of the globs) and counted the rotation; the
+	// file found again under a new name is the same rotation. Guarded by
+	// in.mu.
+	pathLost bool
 	idleFrom atomic.Int64 // unix nanoseconds of the last data
 }
 
@@ -697,7 +702,7 @@ func (r *reader) truncated(em pipeline.Emitter, size int64) {
 	r.newSource(em)
 	r.in.store.Set(r.in.key(r.id), checkpoint.Entry{Offset: 0, Path: r.currentPath(), Fingerprint: r.fp.hash, FPLen: r.fp.n})
 	r.in.noteTruncation(t)
-	r.in.stats.Rotations.Add(1)
+	r.in.countRotation()
 }
 
 // idle reports, at the end of the file, whether the reader should stop: the
