@@ -45,6 +45,32 @@ func TestNewSubdirectoryFoundByEvents(t *testing.T) {
 	checkAll(t, h.out.Lines(), map[string]int{"a": 10, "b": 2000, "x": 1000})
 }
 
+// An include glob whose directory does not exist yet: the directories on
+// the way to it are watched as they appear, so with scan_interval = 1h the
+// file created in it once it exists is still found.
+func TestIncludeDirectoryAppearsLaterFoundByEvents(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "later", "app")
+	h := newHarness(t, dir, func(c *Config) {
+		c.Include = []string{filepath.Join(sub, "*.log")}
+		c.ScanInterval = config.Dur(time.Hour)
+	})
+	h.start()
+	time.Sleep(150 * time.Millisecond) // the first scan and sync ran
+	for _, d := range []string{filepath.Join(dir, "later"), sub} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(150 * time.Millisecond) // past the scan the mkdir asked for
+	}
+	appendLines(t, filepath.Join(sub, "x.log"), "x", 0, 1000)
+	h.waitLines(1000)
+	appendLines(t, filepath.Join(sub, "x.log"), "x", 1000, 2000)
+	h.waitLines(2000)
+	h.stop()
+	checkAll(t, h.out.Lines(), map[string]int{"x": 2000})
+}
+
 // Without any file events (NFS, or inotify unavailable) files in new
 // subdirectories are found by the rescan, and followed by the poll.
 func TestDiscoveryWithoutEvents(t *testing.T) {

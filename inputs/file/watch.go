@@ -199,7 +199,7 @@ func (wa *watcher) sync() {
 		return
 	}
 	for _, g := range wa.globs {
-		wa.add(g.base)
+		wa.addBase(g.base)
 		for _, level := range g.levels {
 			dirs, err := doublestar.FilepathGlob(level)
 			if err != nil {
@@ -221,23 +221,54 @@ func (wa *watcher) sync() {
 	}
 }
 
-func (wa *watcher) add(dir string) {
+// addBase watches base or, while base does not exist, the directories on
+// the way to it from its nearest existing ancestor, so that its appearing
+// (mkdir -p of an app's log directory) is announced rather than found at
+// the next scan_interval. Each is watched before the next one down is
+// looked for, so one created in between is announced or found.
+func (wa *watcher) addBase(base string) {
+	if wa.add(base) {
+		return
+	}
+	var up []string
+	for d := base; ; {
+		parent := filepath.Dir(d)
+		if parent == d {
+			break
+		}
+		up = append(up, parent)
+		if fi, err := os.Stat(parent); err == nil && fi.IsDir() {
+			break
+		}
+		d = parent
+	}
+	for i := len(up) - 1; i >= 0; i-- {
+		if !wa.add(up[i]) {
+			return
+		}
+	}
+	wa.add(base)
+}
+
+// add watches dir if it is a directory; it reports whether dir is watched.
+func (wa *watcher) add(dir string) bool {
 	events.mu.Lock()
 	defer events.mu.Unlock()
 	if wa.watched[dir] {
-		return
+		return true
 	}
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return
+		return false
 	}
 	if events.dirs[dir] == 0 {
 		if err := events.w.Add(dir); err != nil {
 			wa.log.Debug("cannot watch directory", zap.String("dir", dir), zap.Error(err))
-			return
+			return false
 		}
 	}
 	events.dirs[dir]++
 	wa.watched[dir] = true
+	return true
 }
 
 func (wa *watcher) events() <-chan fsnotify.Event {
