@@ -46,11 +46,14 @@ type Status struct {
 
 // InputStatus is one input and the files it follows now.
 type InputStatus struct {
-	Name                string       `json:"name"`
-	Type                string       `json:"type"`
-	Started             time.Time    `json:"started"` // kept by reloads that leave the input unchanged
-	BackpressureSeconds float64      `json:"backpressure_seconds"`
-	Files               []FileStatus `json:"files"`
+	Name                string    `json:"name"`
+	Type                string    `json:"type"`
+	Started             time.Time `json:"started"` // kept by reloads that leave the input unchanged
+	BackpressureSeconds float64   `json:"backpressure_seconds"`
+	// Rotations are the renames and truncations a file input followed
+	// (pipeline.Stats.RotationsOf), over reloads.
+	Rotations int64        `json:"rotations"`
+	Files     []FileStatus `json:"files"`
 }
 
 // FileStatus is one followed file. Lag is what is on disk but not yet
@@ -125,9 +128,10 @@ func (a *Agent) status(st Status) Status {
 	st.CheckpointAge = a.store.Age().Seconds()
 	st.Series = a.Series()
 
+	rotations := stats.RotationsByInput()
 	for _, ni := range inputs {
 		is := InputStatus{Name: ni.name, Type: ni.typ, Started: ni.started, Files: []FileStatus{},
-			BackpressureSeconds: (retiredIn[ni.name] + ni.stream.Backpressure()).Seconds()}
+			BackpressureSeconds: (retiredIn[ni.name] + ni.stream.Backpressure()).Seconds(), Rotations: rotations[ni.name]}
 		if fl, ok := ni.input.(fileLister); ok {
 			for _, f := range fl.Files() {
 				is.Files = append(is.Files, FileStatus{Path: f.Path, Offset: f.Committed, Size: f.Size, Lag: max(f.Size-f.Committed, 0)})

@@ -277,6 +277,7 @@ batch = { max_events = 1000, timeout = "20ms" }
 		{"tailship_input_bytes_total", nil, float64(len(content))},
 		{"tailship_files_open", nil, 1},
 		{"tailship_file_lag_bytes", map[string]string{"input": "app", "path": logPath}, 0},
+		{"tailship_file_rotations_total", map[string]string{"input": "app"}, 0},
 		{"tailship_lines_truncated_total", nil, 0},
 		{"tailship_queue_events", map[string]string{"output": "out"}, 0},
 		{"tailship_queue_bytes", map[string]string{"output": "out"}, 0},
@@ -344,6 +345,26 @@ batch = { max_events = 1000, timeout = "20ms" }
 		t.Errorf("input_bytes_total = %v after append, want %d", got, len(content)+len(more))
 	}
 	countSeqs(t, readLines(t, out), "m", n+1000)
+
+	// Two rename rotations to names outside the glob: two rotations, and
+	// every line of every generation shipped once, in order.
+	for g := 1; g <= 2; g++ {
+		if err := os.Rename(logPath, filepath.Join(dir, fmt.Sprintf("rotated.%d", g))); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, logPath, seqLines("m", n+1000*g, n+1000*(g+1)))
+		waitFor(t, "the new generation shipped", func() bool { return len(readLines(t, out)) >= n+1000*(g+1) })
+	}
+	waitFor(t, "two rotations counted", func() bool {
+		return value(t, s.metrics(), "tailship_file_rotations_total", map[string]string{"input": "app"}) >= 2
+	})
+	if got := value(t, s.metrics(), "tailship_file_rotations_total", map[string]string{"input": "app"}); got != 2 {
+		t.Errorf("file_rotations_total = %v after two rename rotations, want 2", got)
+	}
+	if got := s.status().Inputs[0].Rotations; got != 2 {
+		t.Errorf("/status rotations = %d, want 2", got)
+	}
+	countSeqs(t, readLines(t, out), "m", n+3000)
 }
 
 // flakySink is an HTTP receiver that refuses every request with 503 while

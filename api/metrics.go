@@ -23,6 +23,7 @@ var (
 	dInputLines      = desc("input_lines_total", "Lines read by every input.")
 	dInputBytes      = desc("input_bytes_total", "Bytes read by every input.")
 	dFilesOpen       = desc("files_open", "Files the inputs hold open.")
+	dFileRotations   = desc("file_rotations_total", "Rotations a file input followed: files renamed (within the globs or out of them) while followed, and truncations (copytruncate). Deletions are not counted.", "input")
 	dFileLag         = desc("file_lag_bytes", "Bytes of a followed file not yet acknowledged by every output (size minus committed offset).", "input", "path")
 	dDropped         = desc("events_dropped_total", "Events not delivered, by reason (queue_full, rejected, retries_exhausted, partial_timeout, ...).", "reason")
 	dConsumerLag     = desc("consumer_lag_messages", "Messages of a kafka partition not yet committed by the group (high watermark minus committed offset).", "input", "topic", "partition")
@@ -95,6 +96,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 	for _, in := range st.Inputs {
 		counter(dBackpressure, in.BackpressureSeconds, in.Name)
+		if in.Type == "file" || in.Rotations > 0 {
+			counter(dFileRotations, float64(in.Rotations), in.Name)
+		}
 		seen := map[string]bool{}
 		for _, f := range in.Files {
 			// Two readers can briefly share a path (a file replaced

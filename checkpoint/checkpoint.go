@@ -31,8 +31,13 @@ type Entry struct {
 	Tail    uint64 `json:"tail,omitempty"`
 	TailLen int    `json:"tail_len,omitempty"`
 	// Size is the file's size when its reader closed it; a closed file is
-	// reopened only when its size differs.
-	Size    int64     `json:"size,omitempty"`
+	// reopened only when its size or MTime differs.
+	Size int64 `json:"size,omitempty"`
+	// MTime is the file's modification time (Unix nanoseconds) when its
+	// reader closed it: a new file on the reused inode that happens to
+	// have the old size has another. 0 in entries written before it was
+	// kept: then the size alone decides, as it did.
+	MTime   int64     `json:"mtime,omitempty"`
 	Updated time.Time `json:"updated"`
 }
 

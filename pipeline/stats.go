@@ -19,7 +19,9 @@ type Stats struct {
 	// from files that were rotated away or deleted before it came.
 	UnterminatedLines atomic.Int64
 	FilesOpen         atomic.Int64 // file descriptors the file inputs hold
-	Rotations         atomic.Int64 // renames and truncations the file inputs followed
+	// Rotations counts, over every file input, renames and truncations
+	// followed; RotationsOf has them by input.
+	Rotations atomic.Int64
 	// ParseErrors counts lines a parser rejected; they are shipped raw
 	// with a parse_error field.
 	ParseErrors atomic.Int64
@@ -31,6 +33,36 @@ type Stats struct {
 	dropped   map[string]*atomic.Int64
 	lostBytes map[string]*atomic.Int64
 	lag       map[string]*atomic.Int64
+	rotations map[string]*atomic.Int64
+}
+
+// RotationsOf returns the counter of rotations one file input followed: a
+// followed file whose path stopped leading to it while the file stayed
+// (renamed, within the globs or out of them), or that was truncated
+// (copytruncate). A file deleted is not a rotation.
+func (s *Stats) RotationsOf(input string) *atomic.Int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rotations == nil {
+		s.rotations = make(map[string]*atomic.Int64)
+	}
+	c, ok := s.rotations[input]
+	if !ok {
+		c = new(atomic.Int64)
+		s.rotations[input] = c
+	}
+	return c
+}
+
+// RotationsByInput returns a snapshot of every input's rotation counter.
+func (s *Stats) RotationsByInput() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int64, len(s.rotations))
+	for k, v := range s.rotations {
+		out[k] = v.Load()
+	}
+	return out
 }
 
 // LostBytes returns the counter of input bytes given up before they became

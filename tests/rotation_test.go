@@ -22,7 +22,21 @@ type rotatingWriter struct {
 	keep     int           // rotated generations kept on disk
 	oldWrite time.Duration // keep writing the renamed file this long before switching
 	written  atomic.Int64
-	starts   []int // the first seq of each file written, in order
+	rotated  atomic.Int64  // rotations done
+	elapsed  time.Duration // how long run took
+	starts   []int         // the first seq of each file written, in order
+}
+
+// checkRate logs the rate the writer achieved and fails the test if it fell
+// below half the rate asked for: a writer that slow (a loaded machine) does
+// not test what the test says it does.
+func (w *rotatingWriter) checkRate(t *testing.T, total int) {
+	t.Helper()
+	got := float64(total) / w.elapsed.Seconds()
+	t.Logf("writer: %d lines in %v, %.0f lines/s (asked %d; 0 is unthrottled), %d rotations", total, w.elapsed.Round(time.Millisecond), got, w.rate, w.rotated.Load())
+	if w.rate > 0 && got < float64(w.rate)/2 {
+		t.Fatalf("the writer reached %.0f lines/s, below half the %d asked for: the result would not mean what the test claims", got, w.rate)
+	}
 }
 
 // generation returns which file seq was written to.
@@ -69,6 +83,7 @@ func (w *rotatingWriter) run(t *testing.T, total int) {
 			if err := os.Rename(w.path(0), w.path(1)); err != nil {
 				t.Fatal(err)
 			}
+			w.rotated.Add(1)
 			// The app has not noticed yet: it goes on writing the old file.
 			until := time.Now().Add(w.oldWrite)
 			for w.oldWrite > 0 && time.Now().Before(until) && i+1 < total-1 {
@@ -88,6 +103,7 @@ func (w *rotatingWriter) run(t *testing.T, total int) {
 	}
 	bw.Flush()
 	f.Close()
+	w.elapsed = time.Since(start)
 }
 
 const rotationConfig = `
@@ -120,6 +136,7 @@ func runRotation(t *testing.T, glob string, w *rotatingWriter, total int) {
 	a := startAgent(t, cfg)
 	time.Sleep(300 * time.Millisecond) // the agent is up and watching
 	w.run(t, total)
+	w.checkRate(t, total)
 	waitOutput(t, a, filepath.Join(dir, "out", "out.log*"), "none", total)
 	time.Sleep(time.Second) // a duplicate would arrive now
 	if code := a.stop(syscall.SIGTERM); code != 0 {
@@ -194,7 +211,9 @@ func orderPerGeneration(lines []string, w *rotatingWriter) error {
 
 // SIGKILL while files rotate, then restart: nothing lost. Rotated names
 // match the glob, so a generation renamed while the agent was down is found
-// again by identity and read from its checkpoint.
+// again by identity and read from its checkpoint. The agent stays down for
+// at least two rotations, so that a file it was reading at the kill is two
+// names away when it comes back.
 func TestSIGKILLDuringRotation(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -208,13 +227,23 @@ func TestSIGKILLDuringRotation(t *testing.T) {
 		defer close(done)
 		w.run(t, total)
 	}()
-	for w.written.Load() < total/2 {
+	for w.written.Load() < total*3/8 {
 		time.Sleep(10 * time.Millisecond)
 	}
 	a.stop(syscall.SIGKILL)
-	time.Sleep(200 * time.Millisecond) // rotations happen while the agent is down
+	atKill := w.rotated.Load()
+	for w.rotated.Load() < atKill+2 && w.written.Load() < total {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // into the generation after the second
+	down := w.rotated.Load() - atKill
 	a = startAgent(t, cfg)
 	<-done
+	w.checkRate(t, total)
+	t.Logf("%d rotations while the agent was down", down)
+	if down < 2 {
+		t.Fatalf("%d rotations while the agent was down, want at least 2", down)
+	}
 	waitOutput(t, a, filepath.Join(dir, "out", "out.log*"), "none", total)
 	time.Sleep(time.Second)
 	if code := a.stop(syscall.SIGTERM); code != 0 {

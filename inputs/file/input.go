@@ -53,11 +53,18 @@ type Input struct {
 	// denied), so each is logged once; every scan tries them again.
 	unopenable map[fileID]bool
 	lastGC     time.Time
-	wg         sync.WaitGroup
-	first      bool          // the first scan: start_at applies only to files found then
-	resumed    bool          // rebuilt by a live reload: no scan is the first
-	rescan     chan struct{} // readers ask for a scan when their file disappears or they close
-	open       atomic.Int64  // descriptors held by readers, including readers winding down
+	// missing holds, per checkpoint key, when a scan first did not find
+	// its file. Only memory: after a restart the wait starts over, which
+	// keeps checkpoints longer, never shorter.
+	missing map[string]time.Time
+	wg      sync.WaitGroup
+	first   bool          // the first scan: start_at applies only to files found then
+	resumed bool          // rebuilt by a live reload: no scan is the first
+	rescan  chan struct{} // readers ask for a scan when their file disappears or they close
+	open    atomic.Int64  // descriptors held by readers, including readers winding down
+	// testWatcher, when set, replaces the file-event watcher: tests use it
+	// to run without events (as on NFS) or to inject watcher errors.
+	testWatcher func() *watcher
 }
 
 type waitState struct {
@@ -129,10 +136,16 @@ func (in *Input) Run(ctx context.Context, em pipeline.Emitter) error {
 	in.waiting = make(map[fileID]waitState)
 	in.deferred = make(map[fileID]time.Time)
 	in.unopenable = make(map[fileID]bool)
+	in.missing = make(map[string]time.Time)
 	in.rescan = make(chan struct{}, 1)
 	in.first = !in.resumed
 	defer in.wg.Wait()
-	wa := newWatcher(in.include, in.log)
+	var wa *watcher
+	if in.testWatcher != nil {
+		wa = in.testWatcher()
+	} else {
+		wa = newWatcher(in.include, in.log)
+	}
 	defer wa.close()
 	t := time.NewTicker(in.cfg.ScanInterval.D())
 	defer t.Stop()
@@ -309,6 +322,11 @@ func (in *Input) scan(ctx context.Context, em pipeline.Emitter) {
 			delete(in.waiting, c.id)
 		}
 	}
+	for id, r := range in.readers {
+		if _, ok := found[id]; !ok {
+			in.noteRenamedAway(r)
+		}
+	}
 	for id, w := range in.waiting {
 		if _, ok := found[id]; !ok {
 			in.lostWaiting(id, w)
@@ -344,7 +362,10 @@ func (in *Input) followRename(r *reader, path string) bool {
 	// a file that still has a name is the same file, renamed.
 	if !r.unlinked() {
 		r.setPath(path)
-		in.stats.Rotations.Add(1)
+		if !r.pathLost {
+			in.countRotation()
+		}
+		r.pathLost = false
 		return true
 	}
 	f, err := os.Open(path)
@@ -362,6 +383,32 @@ func (in *Input) followRename(r *reader, path string) bool {
 	return false
 }
 
+func (in *Input) countRotation() {
+	in.stats.Rotations.Add(1)
+	in.stats.RotationsOf(in.name).Add(1)
+}
+
+// noteRenamedAway counts a rotation for a followed file that the scan did
+// not find, if its path no longer leads to it while the file still has a
+// name: renamed out of the globs (app.log -> app.log.1 with include
+// app.log), which followRename never sees. Callers hold in.mu.
+func (in *Input) noteRenamedAway(r *reader) {
+	if r.pathLost || r.gone.Load() {
+		return
+	}
+	own, err := r.f.Stat()
+	if err != nil || nlink(own) == 0 {
+		return // closed (the reader is ending) or deleted: not a rotation
+	}
+	if fi, err := os.Stat(r.currentPath()); err == nil {
+		if id, ok := statID(fi); ok && id == r.id {
+			return // still there; the glob missed it for another reason
+		}
+	}
+	r.pathLost = true
+	in.countRotation()
+}
+
 // wants reports whether a file without a reader has something to read.
 func (in *Input) wants(id fileID, fi fs.FileInfo) bool {
 	e, ok := in.store.Get(in.key(id))
@@ -372,7 +419,11 @@ func (in *Input) wants(id fileID, fi fs.FileInfo) bool {
 		return true
 	}
 	if e.Size > 0 {
-		return fi.Size() != e.Size // closed at this size: reopen when it changes
+		// Closed at this size and time: reopen when either changes. The
+		// size alone misses new content of the same length (an inode
+		// reused by another file, a file rewritten in place); reopened,
+		// its head fingerprint decides whether it is read from the start.
+		return fi.Size() != e.Size || e.MTime != 0 && fi.ModTime().UnixNano() != e.MTime
 	}
 	return fi.Size() != e.Offset
 }
@@ -480,24 +531,47 @@ func (in *Input) evictIdle(n int) {
 	}
 }
 
-// collectCheckpoints forgets the checkpoints of files that are gone and
-// have not been updated for checkpoint_ttl.
+// collectCheckpoints forgets the checkpoints of files that have been gone
+// for checkpoint_ttl. Gone is measured from the first scan that missed the
+// file, not from the entry's last update: a file closed as inactive long
+// ago that misses one scan (renamed out and back, a directory remounted)
+// keeps its checkpoint, rather than being read again from its start.
 func (in *Input) collectCheckpoints(found map[fileID]seen) {
 	ttl := in.cfg.CheckpointTTL.D()
+	now := time.Now()
 	prefix := in.name + "/"
-	for _, k := range in.store.Keys(prefix) {
+	keys := in.store.Keys(prefix)
+	for _, k := range keys {
 		id, ok := parseID(strings.TrimPrefix(k, prefix))
 		if !ok {
 			continue
 		}
-		if _, here := found[id]; here {
+		_, here := found[id]
+		_, reading := in.readers[id]
+		if here || reading {
+			delete(in.missing, k)
 			continue
 		}
-		if _, reading := in.readers[id]; reading {
+		since, ok := in.missing[k]
+		if !ok {
+			in.missing[k] = now
 			continue
 		}
-		if e, ok := in.store.Get(k); ok && time.Since(e.Updated) >= ttl {
+		if now.Sub(since) >= ttl {
 			in.store.Delete(k)
+			delete(in.missing, k)
+		}
+	}
+	if len(in.missing) > 0 {
+		// Keys deleted elsewhere would otherwise stay here for good.
+		live := make(map[string]bool, len(keys))
+		for _, k := range keys {
+			live[k] = true
+		}
+		for k := range in.missing {
+			if !live[k] {
+				delete(in.missing, k)
+			}
 		}
 	}
 }

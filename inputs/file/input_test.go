@@ -27,7 +27,9 @@ type harness struct {
 	out    *pipelinetest.Capture // set before start for a slow or blocked sink
 	set    pipeline.OutputSettings
 	memory int64
-	log    *zap.Logger // nil: none
+	log    *zap.Logger  // nil: none
+	tweak  func(*Input) // set before start: test hooks on the input
+	in     *Input
 	cancel context.CancelFunc
 	stop   func()
 }
@@ -59,6 +61,10 @@ func (h *harness) start() {
 	in, err := h.cfg.Build(pipeline.BuildContext{Name: "app", Checkpoints: h.store, Stats: h.stats, Logger: h.log})
 	if err != nil {
 		h.t.Fatal(err)
+	}
+	h.in = in.(*Input)
+	if h.tweak != nil {
+		h.tweak(h.in)
 	}
 	r := pipeline.NewRunner("cap", h.out, h.set, nil, h.stats)
 	p := pipeline.New(pipeline.Options{Workers: 2, MemoryLimit: h.memory, Stats: h.stats})

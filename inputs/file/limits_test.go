@@ -290,7 +290,8 @@ func TestCloseInactiveReopensOnGrowth(t *testing.T) {
 }
 
 // ignore_older skips files that have not changed for that long and were
-// never read; a file that grows again is read.
+// never read; a file that grows again is read, from its start (it has no
+// checkpoint, and its old lines were never shipped).
 func TestIgnoreOlder(t *testing.T) {
 	dir := t.TempDir()
 	old := filepath.Join(dir, "old.log")
@@ -303,11 +304,16 @@ func TestIgnoreOlder(t *testing.T) {
 	h := newHarness(t, dir, func(c *Config) { c.IgnoreOlder = config.Dur(time.Hour) })
 	h.start()
 	h.waitLines(10)
-	time.Sleep(200 * time.Millisecond)
-	h.stop()
+	time.Sleep(200 * time.Millisecond) // several scans
 	if err := pipelinetest.CheckSequences(h.out.Lines(), map[string]int{"new": 10}); err != nil {
-		t.Fatal(err)
+		h.stop()
+		t.Fatalf("before old.log grew: %v", err)
 	}
+	appendLines(t, old, "old", 10, 15)
+	h.waitLines(25)
+	time.Sleep(100 * time.Millisecond)
+	h.stop()
+	checkAll(t, h.out.Lines(), map[string]int{"new": 10, "old": 15})
 }
 
 // The checkpoint of a file gone for checkpoint_ttl is forgotten; others stay.

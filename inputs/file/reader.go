@@ -85,6 +85,7 @@ type reader struct {
 	lastData time.Time
 	wake     chan struct{} // a file event for this file; buffered, one pending is enough
 	lastSize int64         // size at the last stat: what a truncation may have cut
+	lastMod  int64         // modification time (Unix ns) at the last stat
 	seenSize atomic.Int64  // lastSize, for status from other goroutines
 	deleted  time.Time     // when the file was first seen unlinked
 	headBuf  []byte
@@ -94,8 +95,13 @@ type reader struct {
 	gone atomic.Bool
 	// atEOF is set while the reader has read every complete line; evict
 	// asks such a reader to close its file for one that waits (max_open_files).
-	atEOF    atomic.Bool
-	evict    atomic.Bool
+	atEOF atomic.Bool
+	evict atomic.Bool
+	// pathLost: the scan saw the path stop leading to this file while the
+	// file stayed (renamed out of the globs) and counted the rotation; the
+	// file found again under a new name is the same rotation. Guarded by
+	// in.mu.
+	pathLost bool
 	idleFrom atomic.Int64 // unix nanoseconds of the last data
 }
 
@@ -330,10 +336,11 @@ func (r *reader) closeIdle() bool {
 }
 
 // rest records, as the reader closes an idle file, where it stopped and
-// the size it saw, so the scan reopens the file only when it changes.
+// the size and modification time it saw, so the scan reopens the file only
+// when it changes.
 func (r *reader) rest() {
 	r.mu.Lock()
-	e := checkpoint.Entry{Offset: r.consumed, Path: r.path, Fingerprint: r.fp.hash, FPLen: r.fp.n, Size: r.lastSize}
+	e := checkpoint.Entry{Offset: r.consumed, Path: r.path, Fingerprint: r.fp.hash, FPLen: r.fp.n, Size: r.lastSize, MTime: r.lastMod}
 	r.tailAt(&e)
 	r.mu.Unlock()
 	r.in.store.Set(r.in.key(r.id), e)
@@ -502,6 +509,7 @@ func (r *reader) readOnce(ctx context.Context, em pipeline.Emitter) (bool, error
 		return false, err
 	}
 	size := fi.Size()
+	r.lastMod = fi.ModTime().UnixNano()
 	if size < r.off || r.headChanged(size) {
 		r.truncated(em, size)
 		r.setSize(size)
@@ -514,6 +522,10 @@ func (r *reader) readOnce(ctx context.Context, em pipeline.Emitter) (bool, error
 	if size == r.off {
 		return false, nil
 	}
+	// Unread data: no longer idle, even while the wait for memory below
+	// lasts (a stalled output), so the scan does not evict this reader for
+	// a waiting file.
+	r.atEOF.Store(false)
 	if r.fresh {
 		r.fresh = false
 		if r.off == 0 && r.in.looksLikeCopy(r, size) {
@@ -690,7 +702,7 @@ func (r *reader) truncated(em pipeline.Emitter, size int64) {
 	r.newSource(em)
 	r.in.store.Set(r.in.key(r.id), checkpoint.Entry{Offset: 0, Path: r.currentPath(), Fingerprint: r.fp.hash, FPLen: r.fp.n})
 	r.in.noteTruncation(t)
-	r.in.stats.Rotations.Add(1)
+	r.in.countRotation()
 }
 
 // idle reports, at the end of the file, whether the reader should stop: the

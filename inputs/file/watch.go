@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,11 +24,13 @@ import (
 // inputs, next to other programs, must not use them up.
 type watcher struct {
 	log     *zap.Logger
-	bases   []string // static directory prefix of each include glob
-	deep    []bool   // whether that glob has ** (watch subdirectories too)
+	globs   []watchGlob
 	watched map[string]bool
 	ev      chan fsnotify.Event
 	errs    chan error
+	// detached: a watcher of tests that feed ev and errs themselves; it
+	// watches nothing.
+	detached bool
 }
 
 // hub owns the process's one fsnotify watcher and the goroutine that hands
@@ -43,14 +46,50 @@ type hub struct {
 
 var events hub
 
+// watchGlob is what one include glob needs watched: its static base and the
+// directories below it that can hold a match, level by level, so that a new
+// subdirectory matching /var/log/*/app.log's "*" is watched as it appears
+// rather than found at the next scan_interval.
+type watchGlob struct {
+	base string
+	// levels are the glob's directory part cut after each component
+	// below base ("base/*", "base/*/x", ...), as patterns.
+	levels []string
+	// deep: the directory part has ** (or a component that cannot be
+	// globbed on its own, such as {a,b/c}), so every directory under base
+	// is watched.
+	deep bool
+}
+
+func newWatchGlob(pat string) watchGlob {
+	base, rest := doublestar.SplitPattern(pat)
+	g := watchGlob{base: filepath.FromSlash(base)}
+	dir := path.Dir(rest)
+	if dir == "." {
+		return g
+	}
+	level := base
+	for _, c := range strings.Split(dir, "/") {
+		if strings.Contains(c, "**") {
+			g.deep = true
+			break
+		}
+		level += "/" + c
+		if !doublestar.ValidatePattern(level) {
+			g.deep = true // a brace group with a slash in it: cut, it means nothing
+			break
+		}
+		g.levels = append(g.levels, level)
+	}
+	return g
+}
+
 var errOverflow = errors.New("file events dropped: a subscriber fell behind")
 
 func newWatcher(include []string, log *zap.Logger) *watcher {
 	wa := &watcher{log: log, watched: map[string]bool{}, ev: make(chan fsnotify.Event, 1024), errs: make(chan error, 1)}
 	for _, pat := range include {
-		base, rest := doublestar.SplitPattern(pat)
-		wa.bases = append(wa.bases, filepath.FromSlash(base))
-		wa.deep = append(wa.deep, strings.Contains(rest, "**"))
+		wa.globs = append(wa.globs, newWatchGlob(pat))
 	}
 	if err := events.subscribe(wa); err != nil {
 		log.Warn("file events unavailable; relying on scan_interval and poll_interval", zap.Error(err))
@@ -148,19 +187,32 @@ func (wa *watcher) fail(err error) {
 	}
 }
 
-// sync adds watches for every base directory (and, under **, every
-// subdirectory) that exists now; directories that appear later are added by
-// the next sync, which the scan calls.
+// sync adds watches for every directory that can hold a match and exists
+// now: each base, the directories matching each level of the glob's
+// directory part, and under ** every subdirectory. A directory created later
+// is announced by an event in its watched parent, which makes the scan (and
+// so this) run soon. Levels are watched parent first, then listed: a child
+// created after its parent's watch is announced, one created before it is
+// listed, so none falls between the two.
 func (wa *watcher) sync() {
-	if wa == nil {
+	if wa == nil || wa.detached {
 		return
 	}
-	for i, base := range wa.bases {
-		wa.add(base)
-		if !wa.deep[i] {
+	for _, g := range wa.globs {
+		wa.addBase(g.base)
+		for _, level := range g.levels {
+			dirs, err := doublestar.FilepathGlob(level)
+			if err != nil {
+				break // the scan's own glob reports a bad pattern
+			}
+			for _, d := range dirs {
+				wa.add(d)
+			}
+		}
+		if !g.deep {
 			continue
 		}
-		filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
+		filepath.WalkDir(g.base, func(p string, d fs.DirEntry, err error) error {
 			if err == nil && d.IsDir() {
 				wa.add(p)
 			}
@@ -169,23 +221,54 @@ func (wa *watcher) sync() {
 	}
 }
 
-func (wa *watcher) add(dir string) {
+// addBase watches base or, while base does not exist, the directories on
+// the way to it from its nearest existing ancestor, so that its appearing
+// (mkdir -p of an app's log directory) is announced rather than found at
+// the next scan_interval. Each is watched before the next one down is
+// looked for, so one created in between is announced or found.
+func (wa *watcher) addBase(base string) {
+	if wa.add(base) {
+		return
+	}
+	var up []string
+	for d := base; ; {
+		parent := filepath.Dir(d)
+		if parent == d {
+			break
+		}
+		up = append(up, parent)
+		if fi, err := os.Stat(parent); err == nil && fi.IsDir() {
+			break
+		}
+		d = parent
+	}
+	for i := len(up) - 1; i >= 0; i-- {
+		if !wa.add(up[i]) {
+			return
+		}
+	}
+	wa.add(base)
+}
+
+// add watches dir if it is a directory; it reports whether dir is watched.
+func (wa *watcher) add(dir string) bool {
 	events.mu.Lock()
 	defer events.mu.Unlock()
 	if wa.watched[dir] {
-		return
+		return true
 	}
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return
+		return false
 	}
 	if events.dirs[dir] == 0 {
 		if err := events.w.Add(dir); err != nil {
 			wa.log.Debug("cannot watch directory", zap.String("dir", dir), zap.Error(err))
-			return
+			return false
 		}
 	}
 	events.dirs[dir]++
 	wa.watched[dir] = true
+	return true
 }
 
 func (wa *watcher) events() <-chan fsnotify.Event {
@@ -203,7 +286,7 @@ func (wa *watcher) errors() <-chan error {
 }
 
 func (wa *watcher) close() {
-	if wa != nil {
+	if wa != nil && !wa.detached {
 		events.unsubscribe(wa)
 	}
 }
