@@ -358,22 +358,9 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 		appendSeq(t, filepath.Join(dir, "logs", f+".log"), f, 0, n)
 	}
 	total := 800000
+	totalBytes := int64(total * len(seqLine("k0", 0)))
 	a := startAgent(t, cfg)
-	// Kill as soon as some, but not all, lines have arrived.
-	var atKill int
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		lines, err := readOutput(filepath.Join(dir, "out", "logs.gz*"), "gzip")
-		if err == nil && len(lines) > 0 {
-			atKill = len(lines)
-			break
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	a.stop(syscall.SIGKILL)
-	if atKill == 0 || atKill >= total {
-		t.Logf("kill landed at %d of %d lines; the test is weaker this run", atKill, total)
-	}
+	atKill := killMidStream(t, a, filepath.Join(dir, "data"), totalBytes)
 	a = startAgent(t, cfg)
 	waitOutput(t, a, filepath.Join(dir, "out", "logs.zst*"), "zstd", total)
 	waitOutput(t, a, filepath.Join(dir, "out", "logs.gz*"), "gzip", total)
@@ -390,6 +377,39 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 		if err != nil || lost != 0 {
 			t.Errorf("%s output after SIGKILL: lost %d, duplicated %d, err %v", o.comp, lost, dup, err)
 		}
-		t.Logf("%s output after SIGKILL at %d lines: lost %d, duplicated %d (in flight at the kill)", o.comp, atKill, lost, dup)
+		t.Logf("%s output after SIGKILL with %d of %d bytes committed: lost %d, duplicated %d (in flight at the kill)", o.comp, atKill, totalBytes, lost, dup)
 	}
+}
+
+// killMidStream SIGKILLs the agent once its checkpoints hold a tenth of
+// totalBytes, and fails unless the kill landed mid-stream: something
+// committed and not everything. Progress is read from the checkpoint file,
+// which is cheap to poll and stable once the agent is dead, so the kill
+// is checked where it landed rather than where it was aimed. It returns
+// the bytes committed at the kill.
+func killMidStream(t *testing.T, a *agentProc, dataDir string, totalBytes int64) int64 {
+	t.Helper()
+	sum := func() int64 {
+		var n int64
+		for _, off := range committedOffsets(t, dataDir) {
+			n += off
+		}
+		return n
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for sum() < totalBytes/10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d bytes committed after 60 s; log:\n%s", sum(), totalBytes, a.log)
+		}
+		if a.cmd.ProcessState != nil {
+			t.Fatalf("agent exited before the kill; log:\n%s", a.log)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	a.stop(syscall.SIGKILL)
+	at := sum()
+	if at <= 0 || at >= totalBytes {
+		t.Fatalf("the SIGKILL landed with %d of %d bytes committed: not mid-stream, so the restart proves nothing", at, totalBytes)
+	}
+	return at
 }

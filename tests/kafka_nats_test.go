@@ -49,16 +49,6 @@ batch = { max_events = 2000, timeout = "100ms" }
 retry = { initial = "5ms", max = "50ms" }
 dead_letter_path = "%[1]s/data/kafka-dead.jsonl"
 
-[outputs.nats]
-type = "nats"
-inputs = ["logs"]
-url = "nats://127.0.0.1:4222"
-subject = "NATSSUBJECT"
-format = "json"
-batch = { max_events = 3000, timeout = "100ms" }
-retry = { initial = "5ms", max = "50ms" }
-dead_letter_path = "%[1]s/data/nats-dead.jsonl"
-
 [outputs.rabbit]
 type = "amqp"
 inputs = ["logs"]
@@ -69,21 +59,38 @@ batch = { max_events = 1000, timeout = "100ms" }
 dead_letter_path = "%[1]s/data/rabbit-dead.jsonl"
 `
 
-// TestShipToKafkaAndNATSThenResume runs the binary shipping two files to
-// Kafka (an in-process kfake cluster that refuses every fifth produce
-// request with a retriable error), to the real NATS JetStream server and to
-// the real RabbitMQ at once (fan-out to three outputs),
-// adds lines while it runs, stops it with SIGTERM, restarts it with more
-// lines, and checks at both far ends that every sequence number arrived
-// exactly once, in file order (per partition for Kafka, where records are
-// keyed by file).
-func TestShipToKafkaAndNATSThenResume(t *testing.T) {
+// natsOutputConfig is added to kafkaNATSConfig when NATS is reachable.
+const natsOutputConfig = `
+[outputs.nats]
+type = "nats"
+inputs = ["logs"]
+url = "nats://127.0.0.1:4222"
+subject = "NATSSUBJECT"
+format = "json"
+batch = { max_events = 3000, timeout = "100ms" }
+retry = { initial = "5ms", max = "50ms" }
+dead_letter_path = "%[1]s/data/nats-dead.jsonl"
+`
+
+// TestFanOutToKafkaRabbitMQAndNATSThenResume runs the binary shipping two
+// files to Kafka (an in-process kfake cluster that refuses every fifth
+// produce request with a retriable error) and to the real RabbitMQ at once
+// (issue 5's fan-out to two outputs), and to the real NATS JetStream server
+// as a third output when it is reachable; it adds lines while the agent
+// runs, stops it with SIGTERM, restarts it with more lines, and checks at
+// every far end that every sequence number arrived exactly once, in file
+// order (per partition for Kafka, where records are keyed by file).
+// Without NATS the Kafka and RabbitMQ part still runs (NATS is required,
+// like every service, under TAILSHIP_REQUIRE_SERVICES=1).
+func TestFanOutToKafkaRabbitMQAndNATSThenResume(t *testing.T) {
+	withNATS := true
 	if c, err := net.DialTimeout("tcp", "127.0.0.1:4222", time.Second); err != nil {
-		msg := fmt.Sprintf("NATS with JetStream is not reachable at 127.0.0.1:4222: %v", err)
+		msg := fmt.Sprintf("NATS with JetStream is not reachable at 127.0.0.1:4222 (%v; start it with: nats-server -js)", err)
 		if os.Getenv("TAILSHIP_REQUIRE_SERVICES") == "1" {
 			t.Fatal(msg)
 		}
-		t.Skip(msg)
+		t.Logf("%s: shipping to Kafka and RabbitMQ only", msg)
+		withNATS = false
 	} else {
 		c.Close()
 	}
@@ -117,23 +124,32 @@ func TestShipToKafkaAndNATSThenResume(t *testing.T) {
 		return resp, nil, true
 	})
 
-	nc, err := nats.Connect("nats://127.0.0.1:4222")
-	if err != nil {
-		t.Fatal(err)
+	var (
+		js     jetstream.JetStream
+		stream string
+		conf   = kafkaNATSConfig
+	)
+	subject := "tailship.e2e." + id + ".logs"
+	if withNATS {
+		nc, err := nats.Connect("nats://127.0.0.1:4222")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, _ = jetstream.New(nc)
+		stream = "TAILSHIP_E2E_" + id
+		if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: stream, Subjects: []string{subject}, Storage: jetstream.MemoryStorage}); err != nil {
+			t.Fatal(err)
+		}
+		defer js.DeleteStream(context.Background(), stream)
+		conf += natsOutputConfig
 	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	stream, subject := "TAILSHIP_E2E_"+id, "tailship.e2e."+id+".logs"
-	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: stream, Subjects: []string{subject}, Storage: jetstream.MemoryStorage}); err != nil {
-		t.Fatal(err)
-	}
-	defer js.DeleteStream(context.Background(), stream)
 
 	rabbit := consumeRabbit(t, "tailship-e2e-fanout."+id)
 
 	dir := t.TempDir()
 	tmpl := strings.NewReplacer("KAFKAADDR", kc.ListenAddrs()[0], "KAFKATOPIC", topic, "NATSSUBJECT", subject,
-		"EXCHANGE", rabbit.exchange).Replace(kafkaNATSConfig)
+		"EXCHANGE", rabbit.exchange).Replace(conf)
 	cfg := writeConfig(t, dir, tmpl)
 	want := map[string]int{"n0": 30000, "n1": 20000}
 	for f, n := range want {
@@ -141,13 +157,18 @@ func TestShipToKafkaAndNATSThenResume(t *testing.T) {
 	}
 	total := func() int { return want["n0"] + want["n1"] }
 	kafkaLines := func() []string { return readKafka(t, kc.ListenAddrs(), topic) }
-	natsLines := func() []string { return readNATS(t, js, stream) }
+	natsLines := func() []string {
+		if !withNATS {
+			return nil
+		}
+		return readNATS(t, js, stream)
+	}
 	waitFor := func(a *agentProc, n int) {
 		t.Helper()
 		deadline := time.Now().Add(120 * time.Second)
 		for {
 			k, s, r := len(kafkaLines()), len(natsLines()), len(rabbit.lines())
-			if k >= n && s >= n && r >= n {
+			if k >= n && (s >= n || !withNATS) && r >= n {
 				return
 			}
 			if time.Now().After(deadline) {
@@ -187,9 +208,11 @@ func TestShipToKafkaAndNATSThenResume(t *testing.T) {
 		t.Errorf("kafka: lost %d, duplicated %d, err %v", lost, dup, err)
 	}
 	nl := natsLines()
-	lost, dup, err = tally(nl, want, inOrder)
-	if err != nil || lost != 0 || dup != 0 {
-		t.Errorf("nats: lost %d, duplicated %d, err %v", lost, dup, err)
+	if withNATS {
+		lost, dup, err = tally(nl, want, inOrder)
+		if err != nil || lost != 0 || dup != 0 {
+			t.Errorf("nats: lost %d, duplicated %d, err %v", lost, dup, err)
+		}
 	}
 	rl := rabbit.lines()
 	lost, dup, err = tally(rl, want, inOrder)
@@ -204,7 +227,7 @@ func TestShipToKafkaAndNATSThenResume(t *testing.T) {
 			t.Errorf("%s exists: nothing may be rejected", f)
 		}
 	}
-	t.Logf("kafka: %d records (%d of %d produce requests refused); nats: %d messages; rabbitmq: %d messages", len(kl), refused.Load(), produces.Load(), len(nl), len(rl))
+	t.Logf("kafka: %d records (%d of %d produce requests refused); rabbitmq: %d messages; nats (included: %v): %d messages", len(kl), refused.Load(), produces.Load(), len(rl), withNATS, len(nl))
 }
 
 // readKafka returns every record value of topic, partition after

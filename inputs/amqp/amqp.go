@@ -426,7 +426,13 @@ func (in *Input) connect() (*session, error) {
 	} else {
 		_, err = s.ch.QueueDeclare(in.queue, in.durable, false, false, false, nil)
 	}
-	if err != nil {
+	var ae *amqp.Error
+	switch {
+	case err != nil && in.passive && errors.As(err, &ae) && ae.Code == amqp.NotFound:
+		// Retried like any other failure, since whoever owns the
+		// queue may create it later; the message says what to do.
+		return fail(fmt.Errorf("queue %q does not exist on %s, and queue_declare = \"passive\" does not create it: create it there, or set queue_declare = \"declare\": %w", in.queue, in.display, err))
+	case err != nil:
 		return fail(fmt.Errorf("declare queue %q: %w", in.queue, err))
 	}
 	if in.exchange != "" {

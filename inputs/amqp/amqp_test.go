@@ -13,6 +13,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 
 	"github.com/tailship/tailship/config"
 	_ "github.com/tailship/tailship/parse"
@@ -101,10 +102,17 @@ func newOutage(down bool) *outage {
 
 func start(t testing.TB, cfg *Config, out pipeline.Output) (stop func()) {
 	t.Helper()
+	return startOutputs(t, cfg, nil, out)
+}
+
+// startOutputs runs the input routed to every one of outs (named out0,
+// out1, ...), logging to log when it is not nil.
+func startOutputs(t testing.TB, cfg *Config, log *zap.Logger, outs ...pipeline.Output) (stop func()) {
+	t.Helper()
 	if err := errors.Join(cfg.Common().Validate(), cfg.Validate()); err != nil {
 		t.Fatal(err)
 	}
-	in, err := cfg.Build(pipeline.BuildContext{Name: "test"})
+	in, err := cfg.Build(pipeline.BuildContext{Name: "test", Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,12 +122,17 @@ func start(t testing.TB, cfg *Config, out pipeline.Output) (stop func()) {
 	set.Retry.Initial = config.Dur(10 * time.Millisecond)
 	set.Retry.Max = config.Dur(50 * time.Millisecond)
 	stats := &pipeline.Stats{}
-	runner := pipeline.NewRunner("out", out, set, nil, stats)
+	var runners []*pipeline.Runner
+	for i, out := range outs {
+		runners = append(runners, pipeline.NewRunner(fmt.Sprintf("out%d", i), out, set, nil, stats))
+	}
 	p := pipeline.New(pipeline.Options{Workers: 2, MemoryLimit: 16 << 20, Stats: stats})
 	abort, cancelAbort := context.WithCancel(context.Background())
-	runner.Start(abort)
+	for _, r := range runners {
+		r.Start(abort)
+	}
 	p.Start(abort)
-	st := p.NewStream("test", int(cfg.MaxLineBytes), nil, nil, []*pipeline.Runner{runner})
+	st := p.NewStream("test", int(cfg.MaxLineBytes), nil, nil, runners)
 	ps, err := pipeline.BuildParser(cfg.Common())
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +152,9 @@ func start(t testing.TB, cfg *Config, out pipeline.Output) (stop func()) {
 			wg.Wait()
 			p.Drain()
 			cancelAbort() // a down output gives up what it holds
-			_ = runner.Stop(context.Background())
+			for _, r := range runners {
+				_ = r.Stop(context.Background())
+			}
 		})
 	}
 	t.Cleanup(stop)

@@ -207,7 +207,11 @@ type part struct {
 	done atomic.Int64 // next offset after the delivered prefix; -1 before any
 	sent int64        // committed to the group (commitMu)
 	hwm  atomic.Int64
-	gone atomic.Bool // revoked or lost: late acknowledgements are not committed
+	// first is the offset of the first record fetched: where the group
+	// resumed (its committed offset) or started (start_offset), so the
+	// lag before this consumer's first commit is not counted from 0.
+	first atomic.Int64
+	gone  atomic.Bool // revoked or lost: late acknowledgements are not committed
 }
 
 // Input is a running kafka consumer.
@@ -243,6 +247,7 @@ func (in *Input) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32
 			pt := &part{tp: t, sent: -1, lag: in.stats.Lag(in.lagKey(t))}
 			pt.done.Store(-1)
 			pt.hwm.Store(-1)
+			pt.first.Store(-1)
 			pt.src = in.emitter.NewSource(fmt.Sprintf("%s/%d", topic, p), func(off int64) {
 				if !pt.gone.Load() {
 					pt.done.Store(off)
@@ -287,22 +292,21 @@ func (in *Input) drop(m map[string][]int32) {
 	}
 }
 
-// commit sends the delivered offsets that moved since the last commit.
+// commit sends the delivered offsets that moved since the last commit,
+// then updates the lag gauges from what the group now holds.
 func (in *Input) commit(ctx context.Context, cl *kgo.Client) error {
 	in.commitMu.Lock()
 	defer in.commitMu.Unlock()
+	// The lag is what a restart would read again: high watermark minus
+	// the committed offset, not minus the delivered one, which runs
+	// ahead of the group by a commit interval or, while commits fail,
+	// without bound.
+	defer in.updateLag()
 	in.mu.Lock()
 	offs := map[string]map[int32]kgo.EpochOffset{}
 	var moved []*part
 	for _, pt := range in.parts {
 		d := pt.done.Load()
-		if hwm := pt.hwm.Load(); hwm >= 0 {
-			base := d
-			if base < 0 {
-				base = 0
-			}
-			pt.lag.Store(max(hwm-base, 0))
-		}
 		if d <= pt.sent {
 			continue
 		}
@@ -337,6 +341,24 @@ func (in *Input) commit(ctx context.Context, cl *kgo.Client) error {
 		pt.sent = offs[pt.topic][pt.partition].Offset
 	}
 	return nil
+}
+
+// updateLag sets each partition's lag to its high watermark minus the
+// offset committed; commitMu is held, so sent is stable.
+func (in *Input) updateLag() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, pt := range in.parts {
+		hwm := pt.hwm.Load()
+		if hwm < 0 {
+			continue
+		}
+		base := pt.sent
+		if base < 0 {
+			base = max(pt.first.Load(), 0)
+		}
+		pt.lag.Store(max(hwm-base, 0))
+	}
 }
 
 // Run implements pipeline.Input.
@@ -431,6 +453,7 @@ func (in *Input) consume(ctx context.Context, cl *kgo.Client, e pipeline.Emitter
 			if pt == nil {
 				return // revoked since the fetch: the next owner reads these
 			}
+			pt.first.CompareAndSwap(-1, fp.Records[0].Offset)
 			pt.hwm.Store(fp.HighWatermark)
 			emitErr = in.emit(ctx, e, pt, fp.Records)
 		})

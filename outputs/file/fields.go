@@ -21,7 +21,12 @@ func parseFieldPath(s string) (template.Template, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	prefix := s[:strings.IndexByte(s, '%')]
+	// Callers pass paths with "%{", but a path without any token must
+	// not panic here either: its prefix is all of it.
+	prefix := s
+	if i := strings.IndexByte(s, '%'); i >= 0 {
+		prefix = s[:i]
+	}
 	i := strings.LastIndexByte(prefix, '/')
 	if i < 0 {
 		return nil, "", errors.New("a path with %{field} must begin with a directory (e.g. \"/var/log/out/%{service}.log\") that its files stay in")
@@ -60,7 +65,11 @@ func (o *output) expandPath(src *pipeline.Source, ev *pipeline.Event, scratch []
 // checkValue, that the file is inside the base directory.
 func (o *output) cleanPath(expanded []byte) (string, error) {
 	p := filepath.Clean(string(expanded))
-	if !strings.HasPrefix(p, o.base+string(filepath.Separator)) {
+	// Rel rather than a prefix test: a base of "/" or "." (from
+	// "/%{service}.log" or "./%{service}.log") is no prefix of its
+	// cleaned files, and every event was refused.
+	rel, err := filepath.Rel(o.base, p)
+	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		return "", fmt.Errorf("path %q %w %s", p, errEscape, o.base)
 	}
 	return p, nil

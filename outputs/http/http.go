@@ -312,6 +312,12 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 	}
 	if v := o.headers.Get("Authorization"); v != "" {
 		o.secrets = append(o.secrets, v)
+		// The credentials alone too: a receiver that quotes the base64
+		// of user:password back in an error body would otherwise put
+		// the password, one decode away, into logs and /status.
+		if _, cred, ok := strings.Cut(v, " "); ok && cred != "" {
+			o.secrets = append(o.secrets, cred)
+		}
 	}
 	switch c.Format {
 	case FormatNDJSON, FormatElasticsearch:

@@ -257,6 +257,14 @@ func (c *Config) Build(bc pipeline.BuildContext) (pipeline.Output, error) {
 		kgo.ManualFlushing(),
 		// One more per batch in flight: a record sent again alone.
 		kgo.MaxBufferedRecords((c.Batch.MaxEvents + 1) * c.MaxInFlight),
+		// batch.max_bytes is not mapped here: franz-go's one setting
+		// caps both a record batch and any single record, so a smaller
+		// value would dead-letter records the broker takes. It reaches
+		// the broker anyway: the runner closes a batch at max_bytes and
+		// a Write flushes one batch, so no record batch holds more
+		// (TestBatchMaxBytesBoundsRecordBatches); with max_in_flight > 1
+		// the records of concurrent batches may share one, up to
+		// max_message_bytes.
 		kgo.ProducerBatchMaxBytes(int32(c.MaxMessageBytes)),
 		kgo.ProducerBatchCompression(comp),
 		kgo.RequiredAcks(acks),
