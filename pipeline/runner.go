@@ -116,6 +116,8 @@ func (r *Runner) noteAttempt(start time.Time, err error) {
 }
 
 // NewRunner wraps an output with its queue and batching.
+// log should already name the output (the agent passes the logger it gave
+// the output's Build); the runner adds no field of its own for it.
 func NewRunner(name string, out Output, set OutputSettings, log *zap.Logger, stats *Stats) *Runner {
 	if log == nil {
 		log = zap.NewNop()
@@ -192,12 +194,12 @@ func (r *Runner) Start(abort context.Context) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := r.out.Close(ctx); err != nil {
-			r.log.Error("closing output failed", zap.String("output", r.Name), zap.Error(err))
+			r.log.Error("closing output failed", zap.Error(err))
 			r.closeErr = err
 		}
 		if r.dl != nil {
 			if err := r.dl.close(); err != nil {
-				r.log.Error("closing dead-letter file failed", zap.String("output", r.Name), zap.Error(err))
+				r.log.Error("closing dead-letter file failed", zap.Error(err))
 			}
 		}
 	}()
@@ -381,7 +383,7 @@ func (r *Runner) write(ctx context.Context, b *Batch) bool {
 		}
 		backoff = min(2*backoff, r.set.Retry.Max.D())
 		r.Out.Retries.Add(1)
-		r.log.Warn("output write failed; retrying", zap.String("output", r.Name),
+		r.log.Warn("output write failed; retrying",
 			zap.Int("attempt", attempt), zap.Int("events", b.events), zap.Duration("wait", wait), zap.Error(err))
 		t := time.NewTimer(wait)
 		select {
@@ -468,14 +470,14 @@ func (r *Runner) lose(recs []rejected, reason string, err error) {
 		dlErr := r.dl.write(recs)
 		if dlErr == nil {
 			r.Out.DeadLettered.Add(n)
-			r.log.Warn("output rejected events; written to the dead-letter file", zap.String("output", r.Name),
+			r.log.Warn("output rejected events; written to the dead-letter file",
 				zap.String("reason", reason), zap.Int64("events", n), zap.String("path", r.dl.path), zap.Error(err))
 			return
 		}
-		r.log.Error("dead-letter write failed", zap.String("output", r.Name), zap.Error(dlErr))
+		r.log.Error("dead-letter write failed", zap.Error(dlErr))
 	}
 	r.stats.Dropped(reason).Add(n)
-	r.log.Error("output rejected events; they are counted as lost", zap.String("output", r.Name),
+	r.log.Error("output rejected events; they are counted as lost",
 		zap.String("reason", reason), zap.Int64("events", n), zap.Error(err))
 }
 
