@@ -28,14 +28,16 @@ type rotatingWriter struct {
 }
 
 // checkRate logs the rate the writer achieved and fails the test if it fell
-// below half the rate asked for: a writer that slow (a loaded machine) does
-// not test what the test says it does.
+// below a third of the rate asked for: a writer that slow (a badly loaded
+// machine) does not test what the test says it does. A third, not more:
+// with the package's tests in parallel the writer measured 67,000 of
+// 100,000 lines/s, and a flaky floor would teach people to ignore it.
 func (w *rotatingWriter) checkRate(t *testing.T, total int) {
 	t.Helper()
 	got := float64(total) / w.elapsed.Seconds()
 	t.Logf("writer: %d lines in %v, %.0f lines/s (asked %d; 0 is unthrottled), %d rotations", total, w.elapsed.Round(time.Millisecond), got, w.rate, w.rotated.Load())
-	if w.rate > 0 && got < float64(w.rate)/2 {
-		t.Fatalf("the writer reached %.0f lines/s, below half the %d asked for: the result would not mean what the test claims", got, w.rate)
+	if w.rate > 0 && got < float64(w.rate)/3 {
+		t.Fatalf("the writer reached %.0f lines/s, below a third of the %d asked for: the result would not mean what the test claims", got, w.rate)
 	}
 }
 
