@@ -120,8 +120,8 @@ func (b *Budget) grant() {
 	}
 }
 
-// Waiting returns how many acquisitions wait now.
-func (b *Budget) Waiting() int {
+// waiting returns how many acquisitions wait now (for tests).
+func (b *Budget) waiting() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.queue)

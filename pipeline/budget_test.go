@@ -161,12 +161,12 @@ func TestBudgetServesInOrder(t *testing.T) {
 				order <- i
 			}
 		})
-		for b.Waiting() != i+1 { // queued before the next one starts
+		for b.waiting() != i+1 { // queued before the next one starts
 			runtime.Gosched()
 		}
 	}
 	cancel()
-	for b.Waiting() != waiters-1 {
+	for b.waiting() != waiters-1 {
 		runtime.Gosched()
 	}
 	if b.TryAcquire(1) {

@@ -19,9 +19,6 @@ type Stats struct {
 	// from files that were rotated away or deleted before it came.
 	UnterminatedLines atomic.Int64
 	FilesOpen         atomic.Int64 // file descriptors the file inputs hold
-	// Rotations counts, over every file input, renames and truncations
-	// followed; RotationsOf has them by input.
-	Rotations atomic.Int64
 	// ParseErrors counts lines a parser rejected; they are shipped raw
 	// with a parse_error field.
 	ParseErrors atomic.Int64

@@ -324,7 +324,7 @@ func (in *Input) scan(ctx context.Context, em pipeline.Emitter) {
 	}
 	for id, r := range in.readers {
 		if _, ok := found[id]; !ok {
-			in.noteRenamedAway(r)
+			in.checkAway(r, started)
 		}
 	}
 	for id, w := range in.waiting {
@@ -383,22 +383,44 @@ func (in *Input) followRename(r *reader, path string) bool {
 	return false
 }
 
-func (in *Input) countRotation() {
-	in.stats.Rotations.Add(1)
-	in.stats.RotationsOf(in.name).Add(1)
+func (in *Input) countRotation() { in.stats.RotationsOf(in.name).Add(1) }
+
+// checkAway looks at a followed file the scan did not find: deleted, or
+// renamed out of the globs. Callers hold in.mu.
+func (in *Input) checkAway(r *reader, now time.Time) {
+	own, err := r.f.Stat()
+	if err != nil {
+		return // closed: the reader is ending
+	}
+	if nlink(own) == 0 {
+		in.holdDeleted(r, now)
+		return
+	}
+	r.heldSince = time.Time{}
+	in.noteRenamedAway(r)
 }
 
-// noteRenamedAway counts a rotation for a followed file that the scan did
-// not find, if its path no longer leads to it while the file still has a
-// name: renamed out of the globs (app.log -> app.log.1 with include
-// app.log), which followRename never sees. Callers hold in.mu.
+// holdDeleted gives up a deleted file once it has been held for max_hold.
+// The reader checks this itself between reads (deletedTooLong); this is
+// for a reader held in a wait for memory, which, with the outputs down,
+// would otherwise keep the file (and its disk space) for the whole outage.
+func (in *Input) holdDeleted(r *reader, now time.Time) {
+	if r.heldSince.IsZero() {
+		r.heldSince = now
+		return
+	}
+	if now.Sub(r.heldSince) >= in.cfg.MaxHold.D() {
+		r.giveUp(errGaveUp)
+	}
+}
+
+// noteRenamedAway counts a rotation for a followed file that still has a
+// name but that its path no longer leads to: renamed out of the globs
+// (app.log -> app.log.1 with include app.log), which followRename never
+// sees. Callers hold in.mu.
 func (in *Input) noteRenamedAway(r *reader) {
 	if r.pathLost || r.gone.Load() {
 		return
-	}
-	own, err := r.f.Stat()
-	if err != nil || nlink(own) == 0 {
-		return // closed (the reader is ending) or deleted: not a rotation
 	}
 	if fi, err := os.Stat(r.currentPath()); err == nil {
 		if id, ok := statID(fi); ok && id == r.id {
@@ -498,12 +520,14 @@ func (in *Input) openCandidate(ctx context.Context, em pipeline.Emitter, c candi
 // hold in.mu.
 func (in *Input) startReader(ctx context.Context, em pipeline.Emitter, r *reader, f *os.File) {
 	r.f = f
+	r.hold, r.giveUp = context.WithCancelCause(ctx)
 	in.readers[r.id] = r
 	in.stats.FilesOpen.Add(1)
 	in.wg.Add(1)
 	go func() {
 		defer in.wg.Done()
 		r.run(ctx, em, f)
+		r.giveUp(nil)
 		r.closeFile()
 		in.mu.Lock()
 		if in.readers[r.id] == r {
@@ -540,8 +564,7 @@ func (in *Input) collectCheckpoints(found map[fileID]seen) {
 	ttl := in.cfg.CheckpointTTL.D()
 	now := time.Now()
 	prefix := in.name + "/"
-	keys := in.store.Keys(prefix)
-	for _, k := range keys {
+	for _, k := range in.store.Keys(prefix) {
 		id, ok := parseID(strings.TrimPrefix(k, prefix))
 		if !ok {
 			continue
@@ -562,16 +585,9 @@ func (in *Input) collectCheckpoints(found map[fileID]seen) {
 			delete(in.missing, k)
 		}
 	}
-	if len(in.missing) > 0 {
-		// Keys deleted elsewhere would otherwise stay here for good.
-		live := make(map[string]bool, len(keys))
-		for _, k := range keys {
-			live[k] = true
-		}
-		for k := range in.missing {
-			if !live[k] {
-				delete(in.missing, k)
-			}
+	for k := range in.missing {
+		if _, ok := in.store.Get(k); !ok {
+			delete(in.missing, k) // deleted elsewhere: nothing left to collect
 		}
 	}
 }

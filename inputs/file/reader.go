@@ -60,6 +60,10 @@ type reader struct {
 	startAtEnd bool
 	log        *zap.Logger
 	closeOnce  sync.Once // r.f is closed once, maybe before run returns
+	// hold is the reader's context for waits on memory; the scan cancels
+	// it with errGaveUp when the file has been deleted for max_hold.
+	hold   context.Context
+	giveUp context.CancelCauseFunc
 
 	// shown is src for status, read from other goroutines (the API).
 	shown atomic.Pointer[pipeline.Source]
@@ -102,7 +106,9 @@ type reader struct {
 	// file found again under a new name is the same rotation. Guarded by
 	// in.mu.
 	pathLost bool
-	idleFrom atomic.Int64 // unix nanoseconds of the last data
+	// heldSince is when a scan first found the file deleted (in.mu).
+	heldSince time.Time
+	idleFrom  atomic.Int64 // unix nanoseconds of the last data
 }
 
 // tailMarks is how many recent chunk ends a reader remembers. A copy made
@@ -157,53 +163,6 @@ func (r *reader) deletedTooLong(fi os.FileInfo, size int64) bool {
 	r.in.stats.LostBytes("deleted").Add(lost)
 	r.log.Warn("deleted file held open for max_hold; giving up its unread rest", zap.Int64("bytes", lost))
 	return true
-}
-
-// holdContext bounds a wait for memory by max_hold once the file is
-// deleted: with the output down the reader waits in NewChunk for as long as
-// the outage lasts, and a deleted file must not stay open (holding its disk
-// space) beyond max_hold because of that. It looks at the link count while
-// the wait lasts; when the hold runs out it counts the unread rest, as
-// deletedTooLong does between reads, and ends the wait with errGaveUp.
-func (r *reader) holdContext(ctx context.Context, size int64) (context.Context, func()) {
-	hctx, cancel := context.WithCancelCause(ctx)
-	hold := r.in.cfg.MaxHold.D()
-	every := max(min(hold/4, time.Second), 10*time.Millisecond)
-	deleted := r.deleted // the reader's goroutine owns r.deleted; this is a copy
-	var mu sync.Mutex
-	var t *time.Timer
-	stopped := false
-	var check func()
-	check = func() {
-		fi, err := r.f.Stat()
-		switch {
-		case err != nil || nlink(fi) > 0:
-			deleted = time.Time{}
-		case deleted.IsZero():
-			deleted = time.Now()
-		case time.Since(deleted) >= hold && size > r.off:
-			lost := size - r.off + int64(len(r.carry))
-			r.in.stats.LostBytes("deleted").Add(lost)
-			r.log.Warn("deleted file held open for max_hold while the outputs were not taking data; giving up its unread rest", zap.Int64("bytes", lost))
-			cancel(errGaveUp)
-			return
-		}
-		mu.Lock()
-		if !stopped {
-			t.Reset(every)
-		}
-		mu.Unlock()
-	}
-	mu.Lock()
-	t = time.AfterFunc(every, check)
-	mu.Unlock()
-	return hctx, func() {
-		mu.Lock()
-		stopped = true
-		t.Stop()
-		mu.Unlock()
-		cancel(nil)
-	}
 }
 
 // headChanged reports whether the first bytes differ from the fingerprint
@@ -539,11 +498,15 @@ func (r *reader) readOnce(ctx context.Context, em pipeline.Emitter) (bool, error
 	// Fill one buffer class, carry included, rather than spill a carry into
 	// the next class up (which would charge the budget four times over).
 	want := max(int(min(int64(len(r.carry))+size-r.off, chunkBytes)), len(r.carry)+4096)
-	hctx, done := r.holdContext(ctx, size)
-	c, err := em.NewChunk(hctx, r.src, want)
-	done()
+	// r.hold, not ctx: with the outputs down this wait lasts the whole
+	// outage, and the scan ends it once a deleted file has been held for
+	// max_hold (Input.holdDeleted).
+	c, err := em.NewChunk(r.hold, r.src, want)
 	if err != nil {
-		if ctx.Err() == nil && errors.Is(context.Cause(hctx), errGaveUp) {
+		if ctx.Err() == nil && errors.Is(context.Cause(r.hold), errGaveUp) {
+			lost := size - r.off + int64(len(r.carry))
+			r.in.stats.LostBytes("deleted").Add(lost)
+			r.log.Warn("deleted file held open for max_hold while the outputs were not taking data; giving up its unread rest", zap.Int64("bytes", lost))
 			return false, errGaveUp
 		}
 		return false, err
