@@ -485,12 +485,18 @@ sampling:
 	if len(points) < 20 {
 		t.Fatalf("only %d samples", len(points))
 	}
-	// Flat: after the first seconds the spread stays within 5 MiB and no
-	// sample passes 48 MiB (the default settings' bound), while the lag
-	// keeps growing.
+	// Flat: after the first seconds no sample passes 48 MiB (the default
+	// settings' bound) and the last third of the run holds no more than
+	// the first third plus 5 MiB, while the lag keeps growing. A growing
+	// backlog held in memory would show as a rise; a drop (the runtime
+	// returning pages, seen on a loaded machine as 35 -> 25 MiB) is not
+	// one, so the spread alone is not the test.
 	steady := rss[3:]
-	if maxOf(steady) > 48<<20 || maxOf(steady)-minOf(steady) > 5<<20 {
-		t.Errorf("RSS not flat under overload: %d..%d MiB", minOf(steady)>>20, maxOf(steady)>>20)
+	third := len(steady) / 3
+	early, late := meanOf(steady[:third]), meanOf(steady[len(steady)-third:])
+	if maxOf(steady) > 48<<20 || late > early+5<<20 {
+		t.Errorf("RSS not flat under overload: %d..%d MiB, first third %d MiB, last third %d MiB",
+			minOf(steady)>>20, maxOf(steady)>>20, early>>20, late>>20)
 	}
 	if first, last := points[3].lag, points[len(points)-1].lag; last < 3*first || last < total/3 {
 		t.Errorf("lag went from %d to %d lines: the writer did not outrun the receiver", first, last)
@@ -517,4 +523,15 @@ func maxOf(s []int64) int64 {
 		m = max(m, v)
 	}
 	return m
+}
+
+func meanOf(s []int64) int64 {
+	if len(s) == 0 {
+		return 0
+	}
+	var sum int64
+	for _, v := range s {
+		sum += v
+	}
+	return sum / int64(len(s))
 }
